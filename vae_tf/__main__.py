@@ -1,0 +1,237 @@
+"""Command line: python -m vae_tf {train, evaluate, runs, bench} --help"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from .config import FIELDS, Config, ConfigError  # noqa: E402
+
+DEFAULTS = Config()
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(p: argparse.ArgumentParser):
+    """One flag per Config field, named after it, with its default and range in the help."""
+    p.add_argument("--data", dest="dataset", default=DEFAULTS.dataset, metavar="{fashion_mnist|mnist|PATH.npz}",
+                   help=f"{FIELDS['dataset'].help} (default: {DEFAULTS.dataset})")  # noqa: E501
+    for name, spec in FIELDS.items():
+        if name == "dataset":
+            continue
+        default = getattr(DEFAULTS, name)
+        shown = ",".join(map(str, default)) if name == "hidden" else default
+        rng = f"; one of {', '.join(spec.choices)}" if spec.choices else (
+            f"; {spec.lo:g} to {spec.hi:g}" if spec.lo is not None else "")
+        if name == "sigma":
+            rng += ", or 'learned'"
+        p.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
+                       choices=spec.choices or None, help=f"{spec.help} (default: {shown}{rng})")
+
+
+def config_from_args(args) -> Config:
+    values = {name: getattr(args, name) for name in FIELDS if getattr(args, name, None) is not None}
+    for name, value in list(values.items()):
+        spec = FIELDS[name]
+        if spec.kind == "float":
+            values[name] = _number(name, value, float)
+        elif spec.kind in ("int", "optional_int"):
+            values[name] = _number(name, value, int)
+    return Config(**values)
+
+
+def _number(name, text, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a {'whole number' if kind is int else 'number'}; got {text!r}") from None
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr."""
+
+    def __init__(self, label: str, stream=sys.stderr):
+        self.label, self.stream, self.last = label, stream, 0.0
+
+    def __call__(self, done: float, total: float, text: str = "", force: bool = False):
+        now = time.perf_counter()
+        if not force and now - self.last < 0.2 and done < total:
+            return
+        self.last = now
+        frac = done / total if total else 1.0
+        bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+        self.stream.write(f"\r{self.label} [{bar}] {100 * frac:5.1f}% {text}")
+        self.stream.flush()
+        if done >= total:
+            self.stream.write("\n")
+
+
+def cmd_train(args) -> int:
+    from . import checkpoints
+    from .data import load_dataset
+    from .train import Trainer
+
+    config = config_from_args(args)
+    out = Path(args.out)
+    checkpoints.check_run_name(out.name)
+    if out.exists() and any(out.iterdir()) and not args.resume:
+        raise checkpoints.CheckpointError(f"{out} already holds a run; choose another --out, or add --resume")
+    strategy = make_strategy(args.strategy)
+    dataset = load_dataset(config.dataset)
+    trainer = Trainer(config, dataset, out, resume=args.resume, strategy=strategy)
+    bar = ProgressBar("train")
+    print(f"training {trainer.model.num_parameters():,} parameters on {trainer.num_train:,} {dataset.name} images "
+          f"for {config.epochs} epochs ({trainer.total_steps:,} steps) on {strategy.num_replicas_in_sync} device(s)",
+          file=sys.stderr)
+
+    def on_step(r):
+        bar(r.step, r.total_steps, f"epoch {r.epoch:5.2f}  ELBO {r.elbo:8.2f}  {r.images_per_sec:7.0f} img/s  "
+                                   f"ETA {r.eta_seconds:5.0f}s")
+
+    def on_epoch(r):
+        bar.stream.write(f"\repoch {r.epoch}: train ELBO {r.train_elbo:.2f} (recon {r.train_recon:.2f}, KL {r.train_kl:.2f})"
+                         f"  test ELBO {r.test_elbo:.2f}  {r.images_per_sec:.0f} img/s  {r.seconds:.1f}s\n")
+
+    result = trainer.fit(on_step=on_step, on_epoch=on_epoch)
+    final = result.history["epochs"][-1] if result.history["epochs"] else {}
+    summary = {"run": str(out), "epochs_done": result.epochs_done, "seconds": round(result.seconds, 2),
+               "images_per_sec": final.get("images_per_sec"), "test_elbo": final.get("test_elbo"),
+               "train_elbo": final.get("train_elbo")}
+    print(json.dumps(summary) if args.json else "\n".join(f"{k:>15}: {v}" for k, v in summary.items()))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from . import checkpoints, estimators
+    from .data import load_dataset
+
+    path = Path(args.checkpoint)
+    strategy = make_strategy(args.strategy)
+    with strategy.scope():
+        run = checkpoints.load_run(path)
+    dataset = load_dataset(args.data or run.config.dataset)
+    if dataset.num_pixels != run.model.num_pixels:
+        raise ValueError(f"{dataset.name} images have {dataset.num_pixels} pixels; the run was trained on {run.model.num_pixels}")
+    if args.split == "test":
+        x = dataset.test_images(run.config.likelihood)
+    else:
+        x = dataset.train_images(run.config.likelihood)
+    x = x[: args.num_images]
+    bar = None if args.json else ProgressBar(f"log p(x), K={args.k}")
+    progress = (lambda done, total, sec: bar(done, total, f"{done}/{total} images  {sec:.0f}s")) if bar else None
+    _, out = estimators.evaluate(run.model, x, k=args.k, seed=args.seed, on_progress=progress)
+    out = {"checkpoint": str(path), "split": args.split, **out}
+    if args.json:
+        print(json.dumps(_finite(out)))
+    else:
+        print(f"{'':>14}  nats/image (± standard error over images)")
+        print(f"{'ELBO':>14}  {out['elbo']:10.3f} ± {out['elbo_stderr']:.3f}")
+        print(f"{'log p(x) (IS)':>14}  {out['log_px']:10.3f} ± {out['log_px_stderr']:.3f}   K = {out['k']}")
+        print(f"{'gap = KL':>14}  {out['gap']:10.3f} ± {out['gap_stderr']:.3f}")
+        for key in ("exact_log_px", "grid_log_px"):
+            if key in out:
+                print(f"{key:>14}  {out[key]:10.3f}")
+        print(f"{'mean ESS':>14}  {out['ess_mean']:10.1f} of {out['k']}")
+        print(f"{out['num_images']} images in {out['seconds']:.1f}s")
+    return 0
+
+
+def _finite(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def cmd_runs(args) -> int:
+    from . import checkpoints
+
+    df = checkpoints.list_runs(args.root)
+    print(df.to_string(index=False) if len(df) else f"no runs in {args.root}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args.rest)
+
+
+def make_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy multiworker needs TF_CONFIG set to describe the cluster")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vae_tf", description="VAE Lab: train and evaluate VAEs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a run and save it")
+    add_config_flags(t)
+    t.add_argument("--out", required=True, help="run directory, e.g. checkpoints/NAME")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],
+                   help="tf.distribute strategy: one device, MirroredStrategy over local devices, or "
+                        "MultiWorkerMirroredStrategy configured by TF_CONFIG")
+    t.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("evaluate", help="ELBO, importance-sampled log p(x) and the gap",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("--checkpoint", required=True, help="run directory, e.g. checkpoints/NAME")
+    e.add_argument("--data", default=None, help="data set (default: the run's own)")
+    e.add_argument("--split", default="test", choices=["test", "train"])
+    e.add_argument("--num-images", type=int, default=1000)
+    e.add_argument("--k", type=int, default=1000, help="importance samples per image")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(fn=cmd_evaluate)
+
+    r = sub.add_parser("runs", help="list the runs in a checkpoints directory")
+    r.add_argument("--root", default="checkpoints")
+    r.set_defaults(fn=cmd_runs)
+
+    b = sub.add_parser("bench", help="benchmark training and importance sampling (see --help)", add_help=False)
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    from .checkpoints import CheckpointError
+    from .data import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, DataError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # TrainingDiverged and friends: one line, not a traceback
+        from .train import TrainingDiverged
+
+        if isinstance(e, TrainingDiverged):
+            print(f"error: {e}", file=sys.stderr)
+            return 3
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The VAE: encoder q(z|x), prior p(z), decoder p(x|z), and the ELBO.
+
+    ELBO(x) = E_q(z|x)[log p(x|z)] − KL(q(z|x) ‖ p(z)) ≤ log p(x)
+
+Every density is a `tfp.distributions` object; the networks are Keras 3 layers.
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from .config import Config
+
+tfd = tfp.distributions
+
+SCALE_FLOOR = 1e-4  # q's std never reaches 0, so log q(z|x) stays finite
+SIGMA_FLOOR = 1e-3  # same for a learned decoder σ
+
+
+class VAE:
+    """Encoder MLP → N(μ, diag(s²)); prior N(0, I); MLP or affine decoder → Bernoulli or Gaussian."""
+
+    def __init__(self, config: Config, num_pixels: int):
+        self.config, self.num_pixels = config, int(num_pixels)
+        d, seed = config.latent_dim, config.seed
+        init = lambda i: keras.initializers.GlorotUniform(seed=seed * 100 + i)  # noqa: E731
+        self.encoder = keras.Sequential(
+            [keras.Input((self.num_pixels,))]
+            + [keras.layers.Dense(h, "relu", kernel_initializer=init(i), name=f"enc_{i}") for i, h in enumerate(config.hidden)]
+            + [keras.layers.Dense(2 * d, kernel_initializer=init(10), name="enc_out")], name="encoder")
+        widths = [] if config.decoder == "linear" else list(reversed(config.hidden))
+        self.decoder = keras.Sequential(
+            [keras.Input((d,))]
+            + [keras.layers.Dense(h, "relu", kernel_initializer=init(20 + i), name=f"dec_{i}") for i, h in enumerate(widths)]
+            + [keras.layers.Dense(self.num_pixels, kernel_initializer=init(30), name="dec_out")], name="decoder")
+        self.raw_sigma = None
+        if config.learned_sigma:  # one σ for every pixel, starting at 1
+            self.raw_sigma = keras.Variable(_inverse_softplus(1.0 - SIGMA_FLOOR), name="raw_sigma", dtype="float32")
+
+    # -- the three distributions ------------------------------------------------
+    def posterior(self, x) -> tfd.MultivariateNormalDiag:
+        """q(z|x) = N(μ(x), diag s(x)²), s = softplus(·) + floor: positive, and no exp to overflow."""
+        h = self.encoder(x)
+        mu, raw = tf.split(h, 2, axis=-1)
+        return tfd.MultivariateNormalDiag(loc=mu, scale_diag=tf.nn.softplus(raw) + SCALE_FLOOR)
+
+    def prior(self) -> tfd.MultivariateNormalDiag:
+        d = self.config.latent_dim
+        return tfd.MultivariateNormalDiag(loc=tf.zeros(d), scale_diag=tf.ones(d))
+
+    def likelihood(self, z) -> tfd.Independent:
+        """p(x|z) over all pixels. z may carry leading sample dimensions."""
+        z = tf.convert_to_tensor(z, tf.float32)
+        lead = tf.shape(z)[:-1]
+        out = self.decoder(tf.reshape(z, [-1, self.config.latent_dim]))
+        out = tf.reshape(out, tf.concat([lead, [self.num_pixels]], 0))
+        if self.config.likelihood == "bernoulli":
+            return tfd.Independent(tfd.Bernoulli(logits=out, dtype=tf.float32), reinterpreted_batch_ndims=1)
+        return tfd.Independent(tfd.Normal(loc=out, scale=self.sigma), reinterpreted_batch_ndims=1)
+
+    @property
+    def sigma(self):
+        """The Gaussian decoder's σ (fixed, or softplus of a trained scalar + floor)."""
+        if self.raw_sigma is not None:
+            return tf.nn.softplus(self.raw_sigma) + SIGMA_FLOOR
+        return tf.constant(float(self.config.sigma), tf.float32)
+
+    # -- what the pages and estimators need ---------------------------------------
+    def elbo_terms(self, x, seed, num_samples: int = 1, analytic_kl: bool = True):
+        """Per image: (E_q[log p(x|z)] from S samples, KL(q ‖ p(z))), each shape (N,).
+
+        The analytic KL of two diagonal Gaussians is ½ Σ_j (μ_j² + s_j² − log s_j² − 1);
+        `tfd.kl_divergence` computes exactly that. With analytic_kl=False it is the
+        S-sample Monte-Carlo average of log q(z|x) − log p(z) instead.
+        """
+        q = self.posterior(x)
+        z = q.sample(num_samples, seed=seed)  # (S, N, d)
+        recon = tf.reduce_mean(self.likelihood(z).log_prob(x), axis=0)
+        if analytic_kl:
+            kl = tfd.kl_divergence(q, self.prior())
+        else:
+            kl = tf.reduce_mean(q.log_prob(z) - self.prior().log_prob(z), axis=0)
+        return recon, kl
+
+    def log_weights(self, x, z, q=None):
+        """log w = log p(x|z) + log p(z) − log q(z|x) for z of shape (K, N, d): shape (K, N)."""
+        q = self.posterior(x) if q is None else q
+        return self.likelihood(z).log_prob(x) + self.prior().log_prob(z) - q.log_prob(z)
+
+    def reconstruct(self, x, sample: bool = False, seed=None):
+        """Decoder mean at the posterior mean (or at one sample z ~ q(z|x))."""
+        q = self.posterior(x)
+        z = q.sample(seed=seed) if sample else q.mean()
+        return self.mean_image(z)
+
+    def mean_image(self, z):
+        """E[x|z]: sigmoid of the logits (Bernoulli) or f(z) (Gaussian), clipped to [0, 1] for display."""
+        return tf.clip_by_value(self.likelihood(z).mean(), 0.0, 1.0)
+
+    def sample_prior(self, n: int, seed):
+        return self.mean_image(self.prior().sample(n, seed=seed))
+
+    def encode_mean(self, x):
+        return self.posterior(x).mean()
+
+    # -- weights -----------------------------------------------------------------
+    @property
+    def trainable_variables(self):
+        extra = [self.raw_sigma] if self.raw_sigma is not None else []
+        return self.encoder.trainable_variables + self.decoder.trainable_variables + extra
+
+    def named_weights(self) -> dict[str, np.ndarray]:
+        return {_weight_name(v): np.asarray(v.numpy()) for v in self.trainable_variables}
+
+    def assign_weights(self, arrays: dict[str, np.ndarray], source: str = "weights"):
+        """Load arrays by name, checking that names and shapes match this model exactly."""
+        wanted = {_weight_name(v): v for v in self.trainable_variables}
+        missing, extra = set(wanted) - set(arrays), set(arrays) - set(wanted)
+        if missing or extra:
+            raise ValueError(f"{source} does not fit this model: missing {sorted(missing)}, unexpected {sorted(extra)}")
+        for name, v in wanted.items():
+            if tuple(arrays[name].shape) != tuple(v.shape):
+                raise ValueError(f"{source}: {name} has shape {arrays[name].shape}, the model needs {tuple(v.shape)}")
+            v.assign(arrays[name].astype(np.float32))
+
+    def linear_decoder(self):
+        """(W, b) with x = W z + b for the affine decoder: W is (D, d)."""
+        if self.config.decoder != "linear":
+            raise ValueError("only a linear decoder is an affine map x = Wz + b")
+        layer = self.decoder.get_layer("dec_out")
+        return tf.transpose(layer.kernel), tf.convert_to_tensor(layer.bias)
+
+    def num_parameters(self) -> int:
+        return int(sum(np.prod(v.shape) for v in self.trainable_variables))
+
+
+def _weight_name(v) -> str:
+    return getattr(v, "path", None) or v.name
+
+
+def _inverse_softplus(y: float) -> float:
+    return math.log(math.expm1(y))

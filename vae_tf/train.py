@@ -1,0 +1,288 @@
+"""Training: Adam on the negative ELBO (or the IWAE bound), one compiled step.
+
+The uint8 training set lives on the device once; each step gathers its batch,
+scales it to [0, 1] and, for a Bernoulli likelihood, binarizes it afresh
+(dynamic binarization) inside the compiled function. Every random draw is
+stateless and keyed by (seed, step), so a run is reproducible and a resumed
+run continues exactly where it stopped.
+
+    loss = −E_q[log p(x|z)] + β_t · KL(q(z|x) ‖ p(z))            (objective "elbo")
+    loss = −log (1/k) Σ_i p(x, z_i) / q(z_i|x),  z_i ~ q(z|x)     (objective "iwae")
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import checkpoints
+from .config import Config
+from .data import Dataset, TEST_BINARIZATION_SEED
+from .model import VAE
+
+EVAL_BATCH = 2000
+MAX_CURVE_POINTS = 2000
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class StepReport:
+    step: int  # global step, from 1
+    total_steps: int
+    epoch: float  # fractional epochs done
+    images_seen: int
+    seconds: float
+    images_per_sec: float
+    eta_seconds: float
+    loss: float
+    elbo: float
+    recon: float
+    kl: float
+
+
+@dataclass
+class EpochReport:
+    epoch: int  # 1-based
+    train_elbo: float
+    train_recon: float
+    train_kl: float
+    test_elbo: float
+    test_recon: float
+    test_kl: float
+    kl_weight: float
+    seconds: float
+    images_per_sec: float
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    model: VAE
+    history: dict
+    stopped: bool
+    steps_done: int
+    epochs_done: float
+    seconds: float
+
+
+class Trainer:
+    """Trains a VAE on a Dataset, writing a checkpoint into `run_dir` at the end of every epoch."""
+
+    def __init__(self, config: Config, dataset: Dataset, run_dir: Path | str | None = None,
+                 resume: bool = False, strategy: tf.distribute.Strategy | None = None):
+        self.config, self.dataset = config, dataset
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.strategy = strategy or tf.distribute.get_strategy()
+        x = dataset.x_train.reshape(len(dataset.x_train), -1)
+        if config.max_train_images:
+            x = x[: config.max_train_images]
+        self.num_train = len(x)
+        if config.batch_size > self.num_train:
+            raise ValueError(f"batch_size ({config.batch_size}) is larger than the number of training images "
+                             f"({self.num_train}); lower batch_size or raise max_train_images")
+        self.steps_per_epoch = self.num_train // config.batch_size  # the remainder is reshuffled next epoch
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.x_test = dataset.test_images(config.likelihood)
+        self.history = {"epochs": [], "steps": []}
+        self.steps_done = 0
+
+        with self.strategy.scope():
+            self.model = VAE(config, dataset.num_pixels)
+            self.optimizer = keras.optimizers.Adam(config.learning_rate)
+            self.optimizer.build(self.model.trainable_variables)
+            self.x_train = tf.constant(x)  # uint8, (N, D): 1 byte a pixel on the device
+        if resume:
+            self._restore()
+        self._step_fn = self._compile_step()
+        self._eval_fn = tf.function(self._eval_batch, reduce_retracing=True)
+
+    # -- the compiled step -----------------------------------------------------------
+    def _compile_step(self):
+        cfg, model, opt = self.config, self.model, self.optimizer
+        base_seed = tf.constant([cfg.seed, 7919], tf.int32)
+
+        def per_replica(x_uint8, step, kl_weight):
+            seeds = step_seeds(base_seed, step, 2)
+            x = tf.cast(x_uint8, tf.float32) / 255.0
+            if cfg.likelihood == "bernoulli":  # dynamic binarization: P(pixel = 1) = grey level
+                x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seeds[0]) < x, tf.float32)
+            with tf.GradientTape() as tape:
+                loss, recon, kl = self._loss(x, seeds[1], kl_weight)
+                scaled = loss / self.strategy.num_replicas_in_sync
+            grads = tape.gradient(scaled, model.trainable_variables)
+            opt.apply_gradients(zip(grads, model.trainable_variables))
+            return loss, tf.reduce_mean(recon), tf.reduce_mean(kl)
+
+        @tf.function
+        def step_fn(idx, step, kl_weight):
+            x = tf.gather(self.x_train, idx)
+            if self.strategy.num_replicas_in_sync == 1:
+                return per_replica(x, step, kl_weight)
+            # Split the batch across replicas; each sees its slice, gradients are all-reduced.
+            dist = self.strategy.experimental_distribute_values_from_function(
+                lambda ctx: tf.split(x, ctx.num_replicas_in_sync)[ctx.replica_id_in_sync_group])
+            out = self.strategy.run(per_replica, args=(dist, step, kl_weight))
+            return tuple(self.strategy.reduce("MEAN", o, axis=None) for o in out)
+
+        return step_fn
+
+    def _loss(self, x, seed, kl_weight):
+        """Mean over the batch of the loss, and the per-image recon and KL terms it came from."""
+        cfg, model = self.config, self.model
+        if cfg.objective == "iwae":
+            q = model.posterior(x)
+            z = q.sample(cfg.mc_samples, seed=seed)
+            log_w = model.log_weights(x, z, q)  # (k, N)
+            bound = tf.reduce_logsumexp(log_w, 0) - math.log(cfg.mc_samples)
+            recon, kl = model.likelihood(z).log_prob(x), q.log_prob(z) - model.prior().log_prob(z)
+            return -tf.reduce_mean(bound), tf.reduce_mean(recon, 0), tf.reduce_mean(kl, 0)
+        recon, kl = model.elbo_terms(x, seed, cfg.mc_samples)
+        return -tf.reduce_mean(recon - kl_weight * kl), recon, kl
+
+    def _eval_batch(self, x, seed):
+        recon, kl = self.model.elbo_terms(x, seed, 1)
+        return recon, kl
+
+    def evaluate_test(self, seed: int = TEST_BINARIZATION_SEED) -> tuple[float, float, float]:
+        """Test ELBO (one sample, analytic KL, fixed seeds): mean (elbo, recon, kl) in nats/image."""
+        recons, kls = [], []
+        for i in range(0, len(self.x_test), EVAL_BATCH):
+            r, k = self._eval_fn(self.x_test[i:i + EVAL_BATCH], tf.constant([seed, i], tf.int32))
+            recons.append(r.numpy())
+            kls.append(k.numpy())
+        recon, kl = float(np.concatenate(recons).mean()), float(np.concatenate(kls).mean())
+        return recon - kl, recon, kl
+
+    # -- the loop ------------------------------------------------------------------
+    def fit(self, on_step: Callable[[StepReport], None] | None = None,
+            on_epoch: Callable[[EpochReport], None] | None = None,
+            stop: threading.Event | Callable[[], bool] | None = None) -> TrainResult:
+        """Train to `config.epochs`. A stop request ends after the current step and saves it;
+        a NaN or infinite loss raises TrainingDiverged and leaves the last checkpoint as it was."""
+        should_stop = stop.is_set if isinstance(stop, threading.Event) else (stop or (lambda: False))
+        cfg, B = self.config, self.config.batch_size
+        t0 = time.perf_counter()
+        start_step, stopped = self.steps_done, False
+        rate = None  # smoothed steps/s for the ETA
+        try:
+            while self.steps_done < self.total_steps:
+                epoch, offset = divmod(self.steps_done, self.steps_per_epoch)
+                order = epoch_order(cfg.seed, epoch, self.num_train)
+                kl_weight = tf.constant(cfg.kl_weight(epoch), tf.float32)
+                sums, count, t_epoch = np.zeros(3), 0, time.perf_counter()
+                for s in range(offset, self.steps_per_epoch):
+                    if should_stop():
+                        stopped = True
+                        break
+                    t_step = time.perf_counter()
+                    loss, recon, kl = (float(v) for v in self._step_fn(
+                        tf.constant(order[s * B:(s + 1) * B]), tf.constant(self.steps_done, tf.int64), kl_weight))
+                    if not (math.isfinite(loss) and math.isfinite(recon) and math.isfinite(kl)):
+                        raise TrainingDiverged(
+                            f"the loss became {loss} at step {self.steps_done + 1} (epoch {epoch + 1}): training diverged. "
+                            f"Try a smaller learning_rate than {cfg.learning_rate:g}"
+                            + (f"; the last good checkpoint ({self.history['epochs'][-1]['epoch']} epochs) is kept"
+                               if self.history["epochs"] and self.run_dir else "; nothing was saved"))
+                    self.steps_done += 1
+                    sums += (recon - kl, recon, kl)
+                    count += 1
+                    now = time.perf_counter()
+                    rate = 1 / max(now - t_step, 1e-9) if rate is None else 0.9 * rate + 0.1 / max(now - t_step, 1e-9)
+                    self._record_step(recon - kl, recon, kl)
+                    if on_step:
+                        done = self.steps_done - start_step
+                        on_step(StepReport(self.steps_done, self.total_steps, self.steps_done / self.steps_per_epoch,
+                                           self.steps_done * B, now - t0, done * B / (now - t0),
+                                           (self.total_steps - self.steps_done) / rate, loss, recon - kl, recon, kl))
+                if stopped:
+                    break
+                test_elbo, test_recon, test_kl = self.evaluate_test()
+                seconds = time.perf_counter() - t_epoch
+                train = sums / max(count, 1)
+                report = EpochReport(epoch + 1, *map(float, train), test_elbo, test_recon, test_kl,
+                                     float(kl_weight), seconds, count * B / seconds)
+                self.history["epochs"].append(asdict(report))
+                self.save()
+                if on_epoch:
+                    on_epoch(report)
+        except TrainingDiverged:
+            raise
+        except BaseException:
+            # Ctrl-C, or Streamlit stopping the script when a tab closes: keep every finished step.
+            if self.steps_done > start_step:
+                self.save(status="stopped")
+            raise
+        if stopped and self.steps_done > start_step:
+            self.save(status="stopped")
+        return TrainResult(self.run_dir, self.model, self.history, stopped, self.steps_done,
+                           self.steps_done / self.steps_per_epoch, time.perf_counter() - t0)
+
+    def _record_step(self, elbo, recon, kl):
+        """Keep the per-step curve light: at most MAX_CURVE_POINTS, evenly spaced in steps."""
+        steps = self.history["steps"]
+        stride = steps[1][0] - steps[0][0] if len(steps) > 1 else 1
+        if steps and self.steps_done - steps[-1][0] < stride:
+            return
+        steps.append([self.steps_done, round(elbo, 4), round(recon, 4), round(kl, 4)])
+        if len(steps) > MAX_CURVE_POINTS:  # thin to every other point, and record half as often
+            self.history["steps"] = steps[::2]
+
+    # -- checkpoints -----------------------------------------------------------------
+    def save(self, status: str | None = None):
+        if self.run_dir is None:
+            return
+        done = self.steps_done >= self.total_steps
+        meta = {"dataset": self.dataset.name, "num_pixels": self.dataset.num_pixels,
+                "image_shape": list(self.dataset.image_shape), "class_names": list(self.dataset.class_names),
+                "num_train": self.num_train, "steps_done": self.steps_done, "steps_per_epoch": self.steps_per_epoch,
+                "epochs_done": round(self.steps_done / self.steps_per_epoch, 4),
+                "status": status or ("complete" if done else "training"),
+                "num_parameters": self.model.num_parameters()}
+        created = None
+        if (self.run_dir / "meta.json").exists():
+            created = checkpoints.read_json(self.run_dir / "meta.json").get("created")
+        meta["created"] = created or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        checkpoints.save_run(self.run_dir, self.model, self.config, self.history, meta, self.optimizer)
+
+    def _restore(self):
+        if self.run_dir is None or not (self.run_dir / "meta.json").exists():
+            raise checkpoints.CheckpointError(f"nothing to resume at {self.run_dir}")
+        saved = checkpoints.read_config(self.run_dir)
+        if saved.replace(epochs=self.config.epochs) != self.config:
+            raise checkpoints.CheckpointError(
+                f"{self.run_dir / 'config.json'} differs from the requested config; a run resumes with its own "
+                "settings (only epochs may grow)")
+        run = checkpoints.load_run(self.run_dir)
+        self.model.assign_weights(run.model.named_weights())
+        checkpoints.load_optimizer_state(self.run_dir, self.optimizer, self.model.trainable_variables)
+        self.history = run.history
+        self.steps_done = int(run.meta["steps_done"])
+        # A partly done epoch has no per-epoch entry yet; a resumed run redoes none of its steps.
+
+
+def step_seeds(base_seed, step, n: int):
+    """n independent stateless seeds (int32, as TFP wants them) for one step: a pure function of (seed, step)."""
+    return tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(base_seed, tf.cast(step, tf.int32)), n)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The shuffled image order of one epoch: a pure function of (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+
+
+def train(config: Config, dataset: Dataset, run_dir: Path | str | None = None, **fit_kwargs) -> TrainResult:
+    """Train a new run from scratch (refuses to overwrite an existing run)."""
+    if run_dir is not None and Path(run_dir).exists() and any(Path(run_dir).iterdir()):
+        raise checkpoints.CheckpointError(f"{run_dir} already holds a run; choose another name, or resume it")
+    return Trainer(config, dataset, run_dir).fit(**fit_kwargs)

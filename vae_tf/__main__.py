@@ -11,7 +11,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from .config import FIELDS, Config, ConfigError  # noqa: E402
+from .config import FIELDS, Config, ConfigError, format_number  # noqa: E402
 
 DEFAULTS = Config()
 
@@ -30,7 +30,7 @@ def add_config_flags(p: argparse.ArgumentParser):
         default = getattr(DEFAULTS, name)
         shown = ",".join(map(str, default)) if name == "hidden" else default
         rng = f"; one of {', '.join(spec.choices)}" if spec.choices else (
-            f"; {spec.lo:g} to {spec.hi:g}" if spec.lo is not None else "")
+            f"; {format_number(spec.lo)} to {format_number(spec.hi)}" if spec.lo is not None else "")
         if name == "sigma":
             rng += ", or 'learned'"
         p.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,13 +157,20 @@ def _check_range(spec: FieldSpec, value, label: str | None = None):
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{label} must be a finite number; got {value}")
     if not spec.lo <= value <= spec.hi:
-        lo, hi = (f"{spec.lo:g}", f"{spec.hi:g}")
-        raise ConfigError(f"{label} must be between {lo} and {hi}; got {value:g}")
+        raise ConfigError(f"{label} must be between {format_number(spec.lo)} and {format_number(spec.hi)}; "
+                          f"got {format_number(value)}")
+
+
+def format_number(x) -> str:
+    """Whole numbers in full (a seed's bound is 2147483647, not 2.14748e+09), others in %g."""
+    return str(int(x)) if isinstance(x, numbers.Integral) else f"{x:g}"
 
 
 def _as_int(name, value) -> int:
     if isinstance(value, bool):
         raise ConfigError(f"{name} must be a whole number; got {value!r}")
+    if isinstance(value, numbers.Integral):  # numpy ints from widgets and arrays count too
+        value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str):

@@ -56,7 +56,8 @@ class Run:
 
 def check_run_name(name: str) -> str:
     """A run name is letters, digits, '.', '_' and '-', up to 64, never '..': it cannot leave checkpoints/."""
-    if not isinstance(name, str) or not RUN_NAME_RE.match(name) or ".." in name:
+    # fullmatch, not match: '$' also matches before a trailing newline, which let "name\n" through.
+    if not isinstance(name, str) or not RUN_NAME_RE.fullmatch(name) or ".." in name:
         shown = repr(name)[:80]
         raise CheckpointError(
             f"run name {shown} is not allowed: use 1–64 letters, digits, '.', '_' or '-', "

@@ -131,6 +131,8 @@ def load_npz(source, name: str | None = None, max_bytes: int = MAX_NPZ_BYTES) ->
         name = name or "upload.npz"
         if len(data) > max_bytes:
             raise DataError(f"{name} is {len(data) / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+    if not data.startswith(b"PK"):  # a .npz is a zip; otherwise np.load would try (and refuse) a pickle
+        raise DataError(f"{name} is not a .npz (zip) file: {expected}")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             keys = set(z.files)

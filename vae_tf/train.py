@@ -241,6 +241,13 @@ class Trainer:
     def save(self, status: str | None = None):
         if self.run_dir is None:
             return
+        # The compiled step can hide NaN weights (a fused MatMul+ReLU maps NaN to 0, so the loss stays
+        # finite); never let them overwrite the last good checkpoint.
+        bad = [name for name, w in self.model.named_weights().items() if not np.all(np.isfinite(w))]
+        if bad:
+            raise TrainingDiverged(
+                f"weights became NaN or infinite ({', '.join(bad)}) by step {self.steps_done}: training diverged. "
+                f"Try a smaller learning_rate than {self.config.learning_rate:g}; the last checkpoint is kept")
         done = self.steps_done >= self.total_steps
         meta = {"dataset": self.dataset.name, "num_pixels": self.dataset.num_pixels,
                 "image_shape": list(self.dataset.image_shape), "class_names": list(self.dataset.class_names),

@@ -58,8 +58,9 @@ def _number(name, text, kind):
 class ProgressBar:
     """A one-line text progress bar on stderr."""
 
-    def __init__(self, label: str, stream=sys.stderr):
-        self.label, self.stream, self.last = label, stream, 0.0
+    def __init__(self, label: str, stream=None):
+        # Look sys.stderr up now, not at import: a redirected stderr (tests, the app) must get the bar.
+        self.label, self.stream, self.last = label, stream or sys.stderr, 0.0
 
     def __call__(self, done: float, total: float, text: str = "", force: bool = False):
         now = time.perf_counter()

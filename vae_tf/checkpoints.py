@@ -169,6 +169,16 @@ def read_meta(path: Path) -> dict:
     return meta
 
 
+def read_history(path: Path) -> dict:
+    """history.json, checked for the shape the pages rely on: epochs a list of dicts, steps a list."""
+    file = Path(path) / "history.json"
+    history = read_json(file)
+    epochs, steps = history.get("epochs", []), history.get("steps", [])
+    if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs) or not isinstance(steps, list):
+        raise CheckpointError(f"{file} should hold {{'epochs': [one object per epoch], 'steps': [...]}}")
+    return history
+
+
 def load_run(path: Path | str, name: str | None = None) -> Run:
     """Rebuild the model from the run's own config (latent size included), then load its weights."""
     from .model import VAE
@@ -178,9 +188,9 @@ def load_run(path: Path | str, name: str | None = None) -> Run:
         raise CheckpointError(f"no run at {path}")
     meta = read_meta(path)
     config = read_config(path)
-    history = read_json(path / "history.json")
-    num_pixels = int(meta.get("num_pixels", 0))
-    if num_pixels <= 0:
+    history = read_history(path)
+    num_pixels = meta.get("num_pixels")
+    if not isinstance(num_pixels, int) or isinstance(num_pixels, bool) or num_pixels <= 0:
         raise CheckpointError(f"{path / 'meta.json'} has no valid num_pixels")
     weights = read_npz(path / "weights.npz")
     steps = int(weights.pop("__steps_done__", meta.get("steps_done", 0)))
@@ -219,7 +229,7 @@ def list_runs(root: Path | str = DEFAULT_ROOT) -> pd.DataFrame:
         try:
             meta = read_meta(path)
             config = read_config(path)
-            history = read_json(path / "history.json")
+            history = read_history(path)
             final = (history.get("epochs") or [{}])[-1]
             row.update(config.to_dict())
             row["hidden"] = ",".join(map(str, config.hidden))

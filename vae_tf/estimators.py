@@ -13,6 +13,7 @@ model, and a grid integral over a 2-D latent.
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,24 +42,55 @@ def _compiled(model, key: str, build: Callable):
     return cache[key]
 
 
-def _log_weight_fn(model):
-    """(x (B,D), loc (B,d), scale_tril (B,d,d), eps (c,B,d)) → log w (c,B) and log p(x|z) (c,B)."""
+def _draw_fn(model):
+    """(x (B,D), loc (B,d), scale_tril (…,d,d), eps (c,B,d)) → log p(x|z) and log r(z|x) − log p(z), each (c,B),
+    for z = loc + L·eps, a draw from the proposal r = N(loc, LLᵀ). The two parts are returned apart so that
+    log w = log p(x|z) − (log r − log p(z)) is summed in float64: log p(x|z) can be in the thousands."""
     def fn(x, loc, scale_tril, eps):
         proposal = tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale_tril)
-        z = proposal.bijector.forward(eps)  # z = loc + L·eps: a draw from the proposal
-        log_lik = model.likelihood(z).log_prob(x)
-        return log_lik + model.prior().log_prob(z) - proposal.log_prob(z), log_lik
-    return _compiled(model, "log_w", lambda: tf.function(fn, reduce_retracing=True))
+        z = proposal.bijector.forward(eps)
+        return model.likelihood(z).log_prob(x), proposal.log_prob(z) - model.prior().log_prob(z)
+    return _compiled(model, "draw", lambda: tf.function(fn, reduce_retracing=True))
 
 
-def _elbo_fn(model):
-    def fn(x, seed, num_samples, analytic_kl):
+def _q_fn(model):
+    """x → q(z|x)'s (μ, s) and the exact KL(q ‖ p(z)) = ½ Σ (μ² + s² − log s² − 1), compiled: eagerly,
+    building the TFP objects costs ~20 ms a call, which would dominate small image batches."""
+    def fn(x):
         q = model.posterior(x)
-        z = q.sample(num_samples, seed=seed)
-        log_lik = model.likelihood(z).log_prob(x)  # (S, N)
-        mc_kl = q.log_prob(z) - model.prior().log_prob(z)
-        return log_lik, mc_kl, tfd.kl_divergence(q, model.prior())
-    return _compiled(model, "elbo", lambda: tf.function(fn, reduce_retracing=True))
+        return q.loc, q.stddev(), tfd.kl_divergence(q, model.prior())
+    return _compiled(model, "q", lambda: tf.function(fn, reduce_retracing=True))
+
+
+def image_noise(seed: int, image_index: int, k: int, d: int) -> np.ndarray:
+    """The K standard-normal draws of one image: keyed by (seed, image index), so results do not
+    depend on how images are batched or samples chunked, and the first k of K draws are the same for
+    every K ≥ k (a longer run extends a shorter one). elbo() and estimate_log_px() share them."""
+    return np.random.default_rng([seed, image_index]).standard_normal((k, d), dtype=np.float32)
+
+
+def _image_batch(n: int, k: int, d: int, max_weights: int, rows_per_call: int) -> int:
+    """Images per batch: the batch's noise and weights (≈ K·B·(d + 6) floats) stay under max_weights,
+    and a batch is at most 16 compiled calls, so that progress is reported every few seconds at worst."""
+    return max(1, min(n, max_weights // (k * (d + 6)), 16 * rows_per_call // k))
+
+
+def _draws(model, x, k: int, params, seed: int, first_index: int, rows_per_call: int, should_stop=None):
+    """log p(x|z) and log r(z|x) − log p(z), float64 (K, N), K draws per image from the proposal `params`.
+    Decoder outputs exist one chunk (≤ rows_per_call rows of samples × images) at a time."""
+    x = tf.convert_to_tensor(x, tf.float32)
+    n, d = x.shape[0], model.config.latent_dim
+    loc, tril = params
+    eps = np.stack([image_noise(seed, first_index + i, k, d) for i in range(n)], axis=1)  # (K, N, d)
+    chunk = max(1, rows_per_call // n)
+    fn = _draw_fn(model)
+    ll, rp = np.empty((k, n)), np.empty((k, n))
+    for s in range(0, k, chunk):
+        if should_stop is not None and should_stop():
+            raise Cancelled("stopped during a batch")
+        a, b = fn(x, loc, tril, tf.constant(eps[s:s + chunk]))
+        ll[s:s + chunk], rp[s:s + chunk] = a.numpy(), b.numpy()
+    return ll, rp
 
 
 # -- the ELBO -----------------------------------------------------------------------------
@@ -67,30 +99,34 @@ class ElboResult:
     elbo: np.ndarray  # (N,) per image
     recon: np.ndarray  # E_q[log p(x|z)], S-sample average
     kl: np.ndarray  # KL(q ‖ p(z)), analytic or S-sample average
-    elbo_mc_stderr: np.ndarray  # Monte-Carlo standard error of each image's ELBO
+    elbo_mc_stderr: np.ndarray  # Monte-Carlo standard error of each image's ELBO (NaN for S = 1)
     kl_mc: np.ndarray  # the S-sample Monte-Carlo KL, always, for comparison
     kl_mc_stderr: np.ndarray
 
 
-def elbo(model, x, num_samples: int = 1, analytic_kl: bool = True, seed: int = 0, batch: int = 1000) -> ElboResult:
+def elbo(model, x, num_samples: int = 1, analytic_kl: bool = True, seed: int = 0, batch: int = 1000,
+         rows_per_call: int = ROWS_PER_CALL, max_weights: int = 2**22, first_index: int = 0) -> ElboResult:
     """Per-image ELBO = E_q[log p(x|z)] − KL(q ‖ p(z)), the expectation from S samples.
 
     With analytic_kl the KL is ½ Σ (μ² + s² − log s² − 1) exactly (tfd.kl_divergence);
-    otherwise the S-sample average of log q(z|x) − log p(z)."""
+    otherwise the S-sample average of log q(z|x) − log p(z). The S draws of image i are the
+    first S of estimate_log_px's draws with the same seed (z = μ + s·ε, ε from image_noise)."""
     x = np.asarray(x, np.float32)
-    fn, outs = _elbo_fn(model), []
-    for i in range(0, len(x), batch):
-        log_lik, mc_kl, kl = fn(x[i:i + batch], tf.constant([seed, i], tf.int32), num_samples, analytic_kl)
-        outs.append((log_lik.numpy(), mc_kl.numpy(), kl.numpy()))
-    log_lik = np.concatenate([o[0] for o in outs], 1).astype(np.float64)
-    mc_kl = np.concatenate([o[1] for o in outs], 1).astype(np.float64)
-    kl_exact = np.concatenate([o[2] for o in outs]).astype(np.float64)
-    S = log_lik.shape[0]
+    S, d = int(num_samples), model.config.latent_dim
+    if S < 1:
+        raise ValueError(f"num_samples must be at least 1; got {num_samples}")
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty (N, pixels) array; got shape {x.shape}")
     se = lambda a: a.std(0, ddof=1) / math.sqrt(S) if S > 1 else np.full(a.shape[1], np.nan)  # noqa: E731
-    recon = log_lik.mean(0)
-    kl = kl_exact if analytic_kl else mc_kl.mean(0)
-    terms = log_lik if analytic_kl else log_lik - mc_kl
-    return ElboResult(recon - kl, recon, kl, se(terms), mc_kl.mean(0), se(mc_kl))
+    step = max(1, min(batch, rows_per_call, max_weights // (S * (d + 6))))  # noise + (S, B) terms in memory
+    parts = []
+    for i in range(0, len(x), step):
+        loc, scale, kl = _q_fn(model)(tf.constant(x[i:i + step]))
+        ll, mc_kl = _draws(model, x[i:i + step], S, (loc, tf.linalg.diag(scale)), seed, first_index + i, rows_per_call)
+        kl = mc_kl.mean(0) if not analytic_kl else kl.numpy().astype(np.float64)
+        terms = ll if analytic_kl else ll - mc_kl  # what the ELBO averages, up to a constant
+        parts.append((ll.mean(0) - kl, ll.mean(0), kl, se(terms), mc_kl.mean(0), se(mc_kl)))
+    return ElboResult(*(np.concatenate([p[j] for p in parts]) for j in range(6)))
 
 
 # -- importance sampling ----------------------------------------------------------------------
@@ -100,7 +136,7 @@ class Estimate:
     log_px: np.ndarray  # (N,) log p̂_K(x)
     elbo: np.ndarray  # (N,) ELBO (analytic KL; recon averaged over the K draws when r = q)
     ess: np.ndarray  # (N,) effective sample size (Σw)² / Σw² of the K weights
-    log_px_mc_stderr: np.ndarray  # (N,) delta-method MC error of log p̂: √(1/ESS − 1/K)
+    log_px_mc_stderr: np.ndarray  # (N,) delta-method MC error of log p̂: √(1/ESS − 1/K) (NaN for K = 1)
     iwae_ks: tuple[int, ...]
     iwae: np.ndarray  # (N, len(ks)) L_k estimated from ⌊K/k⌋ disjoint groups of the same draws
     iwae_mc_var: np.ndarray  # (N, len(ks)) MC variance of those per-image estimates
@@ -136,71 +172,72 @@ class Estimate:
 
 
 def proposal_params(model, x, proposal="posterior"):
-    """(loc, scale_tril) of the proposal for each image: q(z|x), the prior, or a given MVN distribution."""
+    """(loc (N,d), scale_tril) of the proposal for each image: q(z|x), the prior, or a given MVN
+    distribution (batch shape (N,) or (), e.g. the exact posterior of a linear-Gaussian model)."""
     x = tf.convert_to_tensor(x, tf.float32)
     n, d = x.shape[0], model.config.latent_dim
-    if proposal == "posterior":
-        q = model.posterior(x)
-        return q.loc, tf.linalg.diag(q.stddev())
-    if proposal == "prior":
+    if isinstance(proposal, str) and proposal == "posterior":
+        loc, scale, _ = _q_fn(model)(x)
+        return loc, tf.linalg.diag(scale)
+    if isinstance(proposal, str) and proposal == "prior":
         return tf.zeros([n, d]), tf.eye(d, batch_shape=[n])
-    if isinstance(proposal, tfd.Distribution):  # e.g. the exact posterior of a linear-Gaussian model
-        return tf.cast(proposal.loc, tf.float32), tf.cast(proposal.scale.to_dense(), tf.float32)
-    raise ValueError(f"proposal must be 'posterior', 'prior' or a tfd.MultivariateNormalLinearOperator; got {proposal!r}")
-
-
-def image_noise(seed: int, image_index: int, k: int, d: int) -> np.ndarray:
-    """The K standard-normal draws of one image: keyed by (seed, image index), so results do not
-    depend on how images are batched or samples chunked."""
-    return np.random.default_rng([seed, image_index]).standard_normal((k, d), dtype=np.float32)
+    if isinstance(proposal, tfd.Distribution) and hasattr(proposal, "scale") and proposal.event_shape == [d]:
+        loc = tf.broadcast_to(tf.cast(proposal.loc, tf.float32), [n, d])
+        return loc, tf.cast(proposal.scale.to_dense(), tf.float32)
+    raise ValueError(f"proposal must be 'posterior', 'prior' or a tfd.MultivariateNormalLinearOperator over "
+                     f"{d} latent dimensions; got {proposal!r}")
 
 
 def log_weights(model, x, k: int, proposal="posterior", seed: int = 0, first_index: int = 0,
                 rows_per_call: int = ROWS_PER_CALL, params=None):
-    """log w and log p(x|z), shape (K, N), for images x, computed in chunks of samples."""
-    x = tf.convert_to_tensor(x, tf.float32)
-    n, d = x.shape[0], model.config.latent_dim
-    loc, tril = params if params is not None else proposal_params(model, x, proposal)
-    eps = np.stack([image_noise(seed, first_index + i, k, d) for i in range(n)], axis=1)  # (K, N, d)
-    chunk = max(1, rows_per_call // n)
-    fn = _log_weight_fn(model)
-    lw, ll = np.empty((k, n), np.float32), np.empty((k, n), np.float32)
-    for s in range(0, k, chunk):
-        a, b = fn(x, loc, tril, tf.constant(eps[s:s + chunk]))
-        lw[s:s + chunk], ll[s:s + chunk] = a.numpy(), b.numpy()
-    return lw, ll
+    """log w and log p(x|z), shape (K, N), float64, for images x, computed in chunks of samples."""
+    params = params if params is not None else proposal_params(model, x, proposal)
+    ll, rp = _draws(model, x, k, params, seed, first_index, rows_per_call)
+    return ll - rp, ll
+
+
+def _slice_proposal(proposal, i: int, j: int, n: int):
+    """This batch's part of a per-image proposal distribution (one for all images passes through)."""
+    if not isinstance(proposal, tfd.Distribution) or proposal.batch_shape.rank == 0:
+        return proposal
+    if proposal.batch_shape.num_elements() != n:
+        raise ValueError(f"the proposal has batch shape {proposal.batch_shape}; it needs one distribution per image ({n})")
+    return proposal[i:j]
 
 
 def estimate_log_px(model, x, k: int = 1000, proposal="posterior", seed: int = 0, ks=IWAE_KS,
                     rows_per_call: int = ROWS_PER_CALL, max_weights: int = 2**22,
                     on_progress: Callable[[int, int, float], None] | None = None,
                     stop: threading.Event | Callable[[], bool] | None = None) -> Estimate:
-    """Importance-sampled log p(x) for each image, with its ELBO, ESS and the IWAE bounds L_k.
+    """Importance-sampled log p(x) for each image, with its ELBO, ESS and the IWAE bounds L_k
+    for k in ks up to K (K itself included: L_K is log p̂_K's mean).
 
     Images go in batches small enough that the batch's K × B log-weights (≤ max_weights floats)
     and its noise fit in memory; decoder outputs exist only chunk by chunk. A stop request
-    returns what was finished, marked cancelled."""
-    if not 1 <= k <= MAX_K:
-        raise ValueError(f"k must be between 1 and {MAX_K}; got {k}")
+    returns the images finished, marked cancelled (Cancelled if none was)."""
+    if not (isinstance(k, numbers.Real) and float(k).is_integer() and 1 <= k <= MAX_K):
+        raise ValueError(f"k must be a whole number between 1 and {MAX_K}; got {k!r}")
+    k = int(k)
     should_stop = stop.is_set if isinstance(stop, threading.Event) else (stop or (lambda: False))
     x = np.asarray(x, np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"x must be a non-empty (N, pixels) array; got shape {x.shape}")
     name = proposal if isinstance(proposal, str) else "given"
-    ks = tuple(kk for kk in ks if kk <= k)
-    batch = max(1, min(len(x), max_weights // (k * (model.config.latent_dim + 2))))
+    proposal_params(model, x[:1], _slice_proposal(proposal, 0, 1, len(x)))  # a bad proposal fails here, not mid-run
+    ks = tuple(sorted({int(kk) for kk in ks if 1 <= kk <= k} | {k}))
+    batch = _image_batch(len(x), k, model.config.latent_dim, max_weights, rows_per_call)
     t0, parts, cancelled = time.perf_counter(), [], False
     for i in range(0, len(x), batch):
-        if should_stop():
+        xb = x[i:i + batch]
+        try:
+            if should_stop():
+                raise Cancelled("stopped between batches")
+            params = proposal_params(model, xb, _slice_proposal(proposal, i, i + len(xb), len(x)))
+            ll, rp = _draws(model, xb, k, params, seed, i, rows_per_call, should_stop)
+        except Cancelled:
             cancelled = True
             break
-        xb = x[i:i + batch]
-        if isinstance(proposal, tfd.Distribution):  # a given per-image distribution: take this batch's slice
-            params = proposal_params(model, xb, proposal[i:i + batch])
-        else:
-            params = proposal_params(model, xb, proposal)
-        lw, ll = log_weights(model, xb, k, proposal, seed, i, rows_per_call, params)
-        parts.append(_summarise_weights(model, xb, lw, ll, ks, name))
+        parts.append(_summarise_weights(model, xb, ll - rp, ll, ks, name, seed, i))
         if on_progress:
             on_progress(i + len(xb), len(x), time.perf_counter() - t0)
     if not parts:
@@ -210,25 +247,35 @@ def estimate_log_px(model, x, k: int = 1000, proposal="posterior", seed: int = 0
                     time.perf_counter() - t0, cancelled)
 
 
-def _summarise_weights(model, x, lw, ll, ks, proposal):
-    lw64 = lw.astype(np.float64)
+def _log_px_and_ess(lw):
+    """log p̂ = logsumexp(log w) − log K and ESS = (Σw)²/Σw² over axis 0, in float64."""
+    lse = _logsumexp(lw, 0)
+    return lse - math.log(lw.shape[0]), np.exp(2 * lse - _logsumexp(2 * lw, 0))
+
+
+def _delta_var(ess, k):
+    """Var(log p̂_k) ≈ Var(w)/(k·E[w]²) = 1/ESS − 1/k (delta method). One draw says nothing: NaN."""
+    return np.maximum(1 / ess - 1 / k, 0) if k > 1 else np.full(np.shape(ess), np.nan)
+
+
+def _summarise_weights(model, x, lw, ll, ks, proposal, seed=0, first_index=0):
     K = lw.shape[0]
-    lse = _logsumexp(lw64, 0)
-    log_px = lse - math.log(K)
-    ess = np.exp(2 * lse - _logsumexp(2 * lw64, 0))
-    stderr = np.sqrt(np.maximum(1 / ess - 1 / K, 0))
+    log_px, ess = _log_px_and_ess(lw)
+    stderr = np.sqrt(_delta_var(ess, K))
     iwae, var = [], []
     for kk in ks:
         m = K // kk
-        groups = _logsumexp(lw64[: m * kk].reshape(m, kk, -1), 1) - math.log(kk)  # (m, N)
+        groups = _logsumexp(lw[: m * kk].reshape(m, kk, -1), 1) - math.log(kk)  # (m, N): log p̂_k of each group
         iwae.append(groups.mean(0))
-        # with one group, fall back on the delta method for the variance of log p̂_k
-        var.append(groups.var(0, ddof=1) / m if m > 1 else stderr ** 2)
+        if m > 1:  # the spread of the m independent group estimates
+            var.append(groups.var(0, ddof=1) / m)
+        else:  # one group: the delta method on that group's own k weights
+            var.append(_delta_var(_log_px_and_ess(lw[:kk])[1], kk))
     if proposal == "posterior":  # E_q[log p(x|z)] from the K draws, KL exactly
-        kl = tfd.kl_divergence(model.posterior(x), model.prior()).numpy().astype(np.float64)
-        elbo_ = ll.astype(np.float64).mean(0) - kl
+        kl = _q_fn(model)(tf.constant(x))[2].numpy().astype(np.float64)
+        elbo_ = ll.mean(0) - kl
     else:
-        elbo_ = elbo(model, x, num_samples=max(1, min(K, 1000))).elbo
+        elbo_ = elbo(model, x, num_samples=min(K, 1000), seed=seed, first_index=first_index).elbo
     return log_px, elbo_, ess, stderr, np.stack(iwae, 1), np.stack(var, 1)
 
 
@@ -277,9 +324,11 @@ class GridPosterior:
     z2: np.ndarray  # (n,)
     log_joint: np.ndarray  # (n, n) log p(x, z) at (z1[j], z2[i]) — rows follow z2
     log_px: float  # log ∫ p(x, z) dz
-    kl_q_posterior: float  # KL(q(z|x) ‖ p(z|x)) on the grid
+    kl_q_posterior: float  # KL(q(z|x) ‖ p(z|x)) = log p(x) − ELBO
     q_loc: np.ndarray = field(default_factory=lambda: np.zeros(2))
     q_scale: np.ndarray = field(default_factory=lambda: np.ones(2))
+    elbo: float = float("nan")  # E_q[log p(x, z)] + H[q], the expectation on a grid over q's ±7σ
+    converged: bool = True  # False if log p(x) still moved by more than tol at the finest grid
 
     @property
     def log_posterior(self) -> np.ndarray:
@@ -302,35 +351,49 @@ def _grid_integral(log_joint, z1, z2):
     return float(_logsumexp(log_joint.ravel(), 0) + math.log(cell))
 
 
-def grid_posterior(model, x, n: int = 201, tol: float = 1e-3, max_n: int = 801) -> GridPosterior:
-    """log p(x) = log ∬ p(x|z) p(z) dz on a grid that covers both the posterior's mass (found on a
-    coarse grid over the prior's ±7) and q(z|x)'s ±7σ, refined until log p(x) moves less than tol."""
+def _posterior_box(model, x, step: float = 0.1, margin: float = 25.0):
+    """The box holding the posterior's mass: where log p(x, z) > its max − margin on a coarse grid
+    over the prior's ±7, widened (to ±28) while that region touches the grid's edge."""
+    for r in (7.0, 14.0, 28.0):
+        coarse = np.linspace(-r, r, int(round(2 * r / step)) + 1)
+        lj = _grid_log_joint(model, x, coarse, coarse)
+        rows, cols = np.nonzero(lj > lj.max() - margin)
+        last = len(coarse) - 1
+        if min(rows.min(), cols.min()) > 0 and max(rows.max(), cols.max()) < last:
+            break
+    pad = 2 * step
+    return (np.array([coarse[cols.min()] - pad, coarse[rows.min()] - pad]),
+            np.array([coarse[cols.max()] + pad, coarse[rows.max()] + pad]))
+
+
+def grid_posterior(model, x, n: int = 101, tol: float = 1e-3, max_n: int = 801, q_n: int = 101) -> GridPosterior:
+    """log p(x) = log ∬ p(x|z) p(z) dz on a grid that covers both the posterior's mass and q(z|x)'s
+    ±7σ (so a plot shows both), refined until log p(x) moves less than tol.
+
+    KL(q ‖ p(z|x)) = log p(x) − ELBO with ELBO = E_q[log p(x, z)] + H[q]: the expectation on a
+    q_n × q_n grid over q's own ±7σ (resolved however narrow q is), H[q] exactly."""
     if model.config.latent_dim != 2:
         raise ValueError(f"the grid integral needs a 2-D latent; this model's latent has {model.config.latent_dim} dimensions")
     x = np.asarray(x, np.float32).reshape(-1)
     q = model.posterior(x[None])
     mu, s = q.loc.numpy()[0].astype(np.float64), q.stddev().numpy()[0].astype(np.float64)
-    coarse = np.linspace(-7, 7, 141)
-    lj = _grid_log_joint(model, x, coarse, coarse)
-    rows, cols = np.nonzero(lj > lj.max() - 25)  # where the posterior has non-negligible mass
-    step = coarse[1] - coarse[0]
-    lo = np.minimum([coarse[cols.min()] - 2 * step, coarse[rows.min()] - 2 * step], mu - 7 * s)
-    hi = np.maximum([coarse[cols.max()] + 2 * step, coarse[rows.max()] + 2 * step], mu + 7 * s)
-    previous = None
+    lo, hi = _posterior_box(model, x)
+    lo, hi = np.minimum(lo, mu - 7 * s), np.maximum(hi, mu + 7 * s)
+    previous, converged = None, False
     while True:
         z1, z2 = np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n)
         lj = _grid_log_joint(model, x, z1, z2)
         log_px = _grid_integral(lj, z1, z2)
-        if previous is not None and abs(log_px - previous) < tol or n >= max_n:
+        converged = previous is not None and abs(log_px - previous) < tol
+        if converged or n >= max_n:
             break
         previous, n = log_px, 2 * n - 1
-    # KL(q ‖ p(z|x)) = ∫ q (log q − log p(z|x)) dz on the same grid
-    zz = np.stack(np.meshgrid(z1, z2), -1).astype(np.float32)
-    log_q = tfd.MultivariateNormalDiag(mu.astype(np.float32), s.astype(np.float32)).log_prob(zz).numpy().astype(np.float64)
-    cell = (z1[1] - z1[0]) * (z2[1] - z2[0])
-    qmass = np.exp(log_q) * cell
-    kl = float(np.sum(qmass * (log_q - (lj - log_px))) / qmass.sum())
-    return GridPosterior(z1, z2, lj, log_px, kl, mu, s)
+    u = np.linspace(-7, 7, q_n)
+    g1, g2 = mu[0] + s[0] * u, mu[1] + s[1] * u
+    log_q = q[0].log_prob(np.stack(np.meshgrid(g1, g2), -1).astype(np.float32)).numpy().astype(np.float64)
+    weights = np.exp(log_q - _logsumexp(log_q.ravel(), 0))  # q's mass in each cell of its grid
+    elbo_ = float(np.sum(weights * _grid_log_joint(model, x, g1, g2)) + float(q[0].entropy()))
+    return GridPosterior(z1, z2, lj, log_px, log_px - elbo_, mu, s, elbo_, converged)
 
 
 def grid_log_px(model, x, **kw) -> np.ndarray:
@@ -340,14 +403,15 @@ def grid_log_px(model, x, **kw) -> np.ndarray:
 # -- everything the CLI and the log p(x) page report ----------------------------------------------
 def evaluate(model, x, k: int = 1000, seed: int = 0, grid_images: int = 50, **kw) -> tuple[Estimate, dict]:
     """The importance-sampling estimate, plus the exact or grid answer where the model has one."""
+    x = np.asarray(x, np.float32)
     est = estimate_log_px(model, x, k=k, seed=seed, **kw)
     out = est.summary()
-    n = est.num_images
+    n = est.num_images  # fewer than len(x) if the estimate was stopped
     if has_closed_form(model):
         exact = exact_log_px(model, x[:n])
         out.update(exact_log_px=float(exact.mean()),
                    exact_log_px_stderr=float(exact.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"))
-    if model.config.latent_dim == 2:
+    if model.config.latent_dim == 2 and grid_images > 0:
         m = min(n, grid_images)
         grid = grid_log_px(model, x[:m])
         out.update(grid_log_px=float(grid.mean()), grid_num_images=m,

@@ -1,0 +1,342 @@
+"""The estimators against exact answers.
+
+Linear-Gaussian model: x = Wz + b + σε has log p(x) = log N(x; b, WWᵀ + σ²I) and a Gaussian posterior.
+2-D latent: log p(x) = log ∬ p(x|z) p(z) dz on a grid. Everything else (IWAE ordering, KL, chunking,
+progress and stop) on small trained models.
+"""
+import math
+import threading
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from conftest import make_tiny_dataset
+from vae_tf import estimators as E
+from vae_tf.config import Config
+from vae_tf.data import Dataset
+from vae_tf.model import VAE
+from vae_tf.train import Trainer
+
+tfd = tfp.distributions
+
+
+# -- models ----------------------------------------------------------------------------------------
+def linear_gaussian(D, d, sigma, seed=0, scale=0.5):
+    """A linear-Gaussian VAE with a chosen W (D, d), b: the dec_out kernel is Wᵀ."""
+    model = VAE(Config(latent_dim=d, hidden=(32,), decoder="linear", likelihood="gaussian", sigma=sigma, seed=seed), D)
+    rng = np.random.default_rng(seed)
+    W = rng.normal(0, scale, (D, d)).astype(np.float32)
+    b = rng.normal(0, 0.3, D).astype(np.float32)
+    layer = model.decoder.get_layer("dec_out")
+    layer.kernel.assign(W.T)
+    layer.bias.assign(b)
+    return model, W.astype(np.float64), b.astype(np.float64)
+
+
+def sample_linear(W, b, sigma, n, seed):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, W.shape[1]))
+    return (z @ W.T + b + sigma * rng.standard_normal((n, W.shape[0]))).astype(np.float32)
+
+
+def fit_encoder(model, x, steps=300, batch=256, lr=1e-2):
+    """Adam on the ELBO for the encoder only, so that q(z|x) approximates the true posterior."""
+    opt, variables = keras.optimizers.Adam(lr), model.encoder.trainable_variables
+
+    @tf.function
+    def step(xb, seed):
+        with tf.GradientTape() as tape:
+            recon, kl = model.elbo_terms(xb, seed, 4)
+            loss = -tf.reduce_mean(recon - kl)
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+    rng = np.random.default_rng(1)
+    for i in range(steps):
+        step(tf.constant(x[rng.integers(0, len(x), batch)]), tf.constant([3, i], tf.int32))
+
+
+def train(config, dataset):
+    return Trainer(config, dataset).fit().model
+
+
+@pytest.fixture(scope="module")
+def linear():
+    """D = 24 pixels, d = 3, σ = 0.5, a non-diagonal true posterior; the encoder fitted to it."""
+    model, W, b = linear_gaussian(24, 3, 0.5)
+    decoder_before = [v.numpy().copy() for v in model.decoder.trainable_variables]
+    fit_encoder(model, sample_linear(W, b, 0.5, 4096, seed=1))
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(decoder_before, model.decoder.trainable_variables))
+    return model, W, b, sample_linear(W, b, 0.5, 32, seed=2)
+
+
+@pytest.fixture(scope="module")
+def model2d():
+    """A 2-D latent MLP trained briefly on the tiny 8×8 set, with the grid answers for 8 test images."""
+    data = make_tiny_dataset()
+    model = train(Config(latent_dim=2, hidden=(64,), batch_size=64, epochs=40, learning_rate=3e-3), data)
+    x = data.test_images("bernoulli")[:8]
+    return model, x, [E.grid_posterior(model, xi) for xi in x]
+
+
+@pytest.fixture(scope="module")
+def model4d(fashion):
+    """A 4-D latent MLP trained briefly on 512 Fashion-MNIST images (784 Bernoulli pixels)."""
+    f = fashion
+    data = Dataset("fashion-512", f.x_train[:512], f.y_train[:512], f.x_test[:32], f.y_test[:32], f.class_names)
+    model = train(Config(latent_dim=4, hidden=(64,), batch_size=64, epochs=30, learning_rate=3e-3), data)
+    return model, data.test_images("bernoulli")[:16]
+
+
+# -- the linear-Gaussian model: closed form ----------------------------------------------------------
+def test_closed_form_matches_numpy_and_prior_monte_carlo():
+    """exact_log_px / exact_posterior against an independent np.linalg computation, and log p(x)
+    against a plain Monte-Carlo average of p(x|z) over 400 000 prior draws (D = 4, d = 2)."""
+    model, W, b = linear_gaussian(4, 2, 0.7, seed=5, scale=0.8)
+    x = sample_linear(W, b, 0.7, 5, seed=6).astype(np.float64)
+    C = W @ W.T + float(np.float32(0.7)) ** 2 * np.eye(4)  # the model's σ is a float32
+    r = x - b
+    direct = -0.5 * (np.einsum("nd,nd->n", r, np.linalg.solve(C, r.T).T) + np.linalg.slogdet(2 * np.pi * C)[1])
+    np.testing.assert_allclose(E.exact_log_px(model, x), direct, atol=1e-9)
+    # the posterior by conditioning the joint Gaussian of (z, x): a different formula from the module's
+    post = E.exact_posterior(model, x)
+    np.testing.assert_allclose(post.mean().numpy(), r @ np.linalg.solve(C, W), atol=1e-9)
+    np.testing.assert_allclose(post.covariance().numpy()[0], np.eye(2) - W.T @ np.linalg.solve(C, W), atol=1e-9)
+
+    z = np.random.default_rng(7).standard_normal((400_000, 1, 2)).astype(np.float32)
+    log_lik = model.likelihood(z).log_prob(x.astype(np.float32)).numpy().astype(np.float64)  # (S, N)
+    mc = E._logsumexp(log_lik, 0) - math.log(len(z))
+    w = np.exp(log_lik - log_lik.max(0))
+    stderr = w.std(0) / w.mean(0) / math.sqrt(len(z))  # delta method
+    assert np.all(np.abs(mc - direct) < 4 * stderr + 1e-4), (mc - direct, stderr)
+
+
+def test_exact_posterior_as_proposal_gives_equal_weights():
+    """p(x, z) / p(z|x) = p(x) for every z: every weight equal, ESS = K, and K = 1 is exact."""
+    model, W, b = linear_gaussian(20, 3, 0.4, seed=3)
+    x = sample_linear(W, b, 0.4, 10, seed=4)
+    exact = E.exact_log_px(model, x)
+    post = E.exact_posterior(model, x)
+    one = E.estimate_log_px(model, x, k=1, proposal=post, max_weights=200)  # several image batches
+    np.testing.assert_allclose(one.log_px, exact, atol=1e-4)
+    many = E.estimate_log_px(model, x, k=500, proposal=post)
+    np.testing.assert_allclose(many.ess, 500, rtol=1e-6)
+    np.testing.assert_allclose(many.log_px, exact, atol=1e-4)
+    assert one.proposal == "given" and np.all(np.isnan(one.log_px_mc_stderr))  # one draw: no error estimate
+
+
+def test_importance_sampling_converges_to_closed_form(linear):
+    """With the fitted encoder as proposal, |log p̂_K − log p(x)| shrinks with K and is < 0.05 at K = 5000."""
+    model, _, _, x = linear
+    exact = E.exact_log_px(model, x)
+    est = E.estimate_log_px(model, x, k=5000)
+    err = {k: float(np.mean(np.abs(E.estimate_log_px(model, x, k=k).log_px - exact))) for k in (10, 100)}
+    err[5000] = float(np.mean(np.abs(est.log_px - exact)))
+    print("mean |error| by K:", err, "max at 5000:", np.abs(est.log_px - exact).max(), "ESS:", est.ess.mean())
+    assert err[10] > err[100] > err[5000]
+    assert np.all(np.abs(est.log_px - exact) < 0.05)
+    # the bound is below log p(x) on average, and the gap is the KL to a non-diagonal posterior
+    assert np.mean(est.elbo) < np.mean(exact) and np.mean(est.log_px) <= np.mean(exact) + 0.01
+
+
+# -- the 2-D latent: grid integral ------------------------------------------------------------------
+def test_grid_against_closed_form_even_for_a_needle_thin_q():
+    """On a 2-D linear-Gaussian model the grid's log p(x) is exact_log_px and its KL(q ‖ p(z|x)) is the
+    Gaussian KL to exact_posterior: for the untrained encoder (KL of 10–50 nats) and for a q of σ ≈ 0.001,
+    far narrower than the posterior grid's spacing."""
+    model, W, b = linear_gaussian(16, 2, 0.5, seed=8)
+    x = sample_linear(W, b, 0.5, 2, seed=9)
+    exact = E.exact_log_px(model, x)
+    layer = model.encoder.get_layer("enc_out")
+    for raw_scale in (None, -7.0):
+        if raw_scale is not None:  # s = softplus(−7) + 1e-4 ≈ 0.001 whatever x is
+            kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+            kernel[:, 2:], bias[2:] = 0.0, raw_scale
+            layer.kernel.assign(kernel)
+            layer.bias.assign(bias)
+        q = model.posterior(x)
+        q64 = tfd.MultivariateNormalDiag(tf.cast(q.loc, tf.float64), tf.cast(q.stddev(), tf.float64))
+        kl = tfd.kl_divergence(q64, E.exact_posterior(model, x)).numpy()
+        grids = [E.grid_posterior(model, xi) for xi in x]
+        print("scale", q.stddev().numpy()[0], "grid KL", [g.kl_q_posterior for g in grids], "exact KL", kl)
+        np.testing.assert_allclose([g.log_px for g in grids], exact, atol=1e-3)
+        np.testing.assert_allclose([g.kl_q_posterior for g in grids], kl, atol=1e-3)
+
+
+def test_2d_importance_sampling_matches_grid(model2d):
+    model, x, grids = model2d
+    grid = np.array([g.log_px for g in grids])
+    est = E.estimate_log_px(model, x, k=5000)
+    print("grid − IS(q, 5000):", np.round(grid - est.log_px, 4))
+    assert np.mean(np.abs(grid - est.log_px)) < 0.1
+    assert all(g.converged for g in grids)
+    # the prior as proposal works in two dimensions, given enough draws
+    prior = E.estimate_log_px(model, x, k=50_000, proposal="prior")
+    print("grid − IS(prior, 50000):", np.round(grid - prior.log_px, 4), "stderr", np.round(prior.log_px_mc_stderr, 4))
+    assert np.all(np.abs(grid - prior.log_px) < 4 * prior.log_px_mc_stderr + 0.02)
+
+
+def test_grid_kl_is_log_px_minus_elbo(model2d):
+    """KL(q ‖ p(z|x)) on the grid = grid log p(x) − ELBO, the ELBO from 20 000 draws and the exact KL."""
+    model, x, grids = model2d
+    ref = E.elbo(model, x, num_samples=20_000, analytic_kl=True, seed=11)
+    kl = np.array([g.kl_q_posterior for g in grids])
+    implied = np.array([g.log_px for g in grids]) - ref.elbo
+    print("grid KL:", np.round(kl, 4), "log p(x) − ELBO:", np.round(implied, 4), "ELBO stderr", ref.elbo_mc_stderr.max())
+    assert np.all(np.abs(kl - implied) < np.maximum(0.05, 3 * ref.elbo_mc_stderr))
+    assert np.all(kl > 0)
+
+
+def test_grid_has_converged(model2d):
+    """A grid twice as fine over a box twice as wide, evaluated directly from the model, moves log p(x) < 1e-2."""
+    model, x, grids = model2d
+    for xi, g in list(zip(x, grids))[:3]:
+        (lo1, hi1), (lo2, hi2) = (g.z1[[0, -1]]), (g.z2[[0, -1]])
+        w1, w2 = hi1 - lo1, hi2 - lo2
+        z1 = np.linspace(lo1 - w1 / 2, hi1 + w1 / 2, 2 * len(g.z1))
+        z2 = np.linspace(lo2 - w2 / 2, hi2 + w2 / 2, 2 * len(g.z2))
+        zz = np.stack(np.meshgrid(z1, z2), -1).reshape(-1, 2).astype(np.float32)
+        log_joint = (model.likelihood(zz).log_prob(xi) + model.prior().log_prob(zz)).numpy().astype(np.float64)
+        wide = E._logsumexp(log_joint, 0) + math.log((z1[1] - z1[0]) * (z2[1] - z2[0]))
+        assert abs(wide - g.log_px) < 1e-2, (wide, g.log_px)
+
+
+# -- the IWAE bounds -------------------------------------------------------------------------------------
+def test_elbo_below_iwae_bounds_increasing_in_k(model4d):
+    model, x = model4d
+    est = E.estimate_log_px(model, x, k=5000)
+    curve = est.iwae_curve()
+    means = np.array(curve["mean"])
+    print("L_k:", dict(zip(curve["k"], np.round(means, 3))), "ELBO:", round(float(est.elbo.mean()), 3))
+    assert curve["k"] == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+    assert np.all(np.diff(means) > 0)
+    assert est.elbo.mean() < means[1]  # ELBO ≤ L_2 ≤ … ≤ L_K
+    assert abs(est.elbo.mean() - means[0]) < 3 * curve["mc_stderr"][0]  # L_1 is the ELBO
+    np.testing.assert_allclose(est.iwae[:, -1], est.log_px)  # L_K from one group of K is log p̂_K
+    assert np.all(np.isfinite(est.iwae_mc_var))
+
+
+def test_l1_is_the_one_sample_elbo_of_the_same_draw(model4d):
+    """K = 1: log p̂_1 = L_1 = log p(x|z) + log p(z) − log q(z|x) at z = μ + s·ε, ε the image's draw."""
+    model, x = model4d
+    est = E.estimate_log_px(model, x, k=1, seed=4)
+    q = model.posterior(x)
+    eps = np.stack([E.image_noise(4, i, 1, 4)[0] for i in range(len(x))])
+    z = q.loc + q.stddev() * eps
+    log_lik = model.likelihood(z).log_prob(x).numpy()
+    direct = log_lik + model.prior().log_prob(z).numpy() - q.log_prob(z).numpy()
+    np.testing.assert_allclose(est.log_px, direct, atol=1e-4)
+    np.testing.assert_allclose(est.iwae[:, 0], direct, atol=1e-4)
+    kl = E.elbo(model, x, num_samples=1, seed=4).kl
+    np.testing.assert_allclose(est.elbo, log_lik - kl, atol=1e-4)  # the Estimate's ELBO: same draw, exact KL
+    np.testing.assert_allclose(E.elbo(model, x, 1, analytic_kl=False, seed=4).elbo, direct, atol=1e-4)
+
+
+def test_analytic_and_monte_carlo_kl_agree(model4d):
+    model, x = model4d
+    analytic = E.elbo(model, x, num_samples=4000, analytic_kl=True, seed=2)
+    mc = E.elbo(model, x, num_samples=4000, analytic_kl=False, seed=2)
+    np.testing.assert_allclose(analytic.kl_mc, mc.kl)  # same draws
+    z = (analytic.kl - mc.kl) / mc.kl_mc_stderr
+    pooled = np.mean(analytic.kl - mc.kl) / (np.sqrt(np.sum(mc.kl_mc_stderr ** 2)) / len(x))
+    print("(analytic − MC KL) / stderr:", np.round(z, 2), "pooled over images:", round(float(pooled), 2))
+    assert abs(pooled) < 3 and np.all(np.abs(z) < 4)  # 16 images: one beyond 3 standard errors is no surprise
+    assert np.all(np.abs(analytic.elbo - mc.elbo) < 3 * mc.elbo_mc_stderr)
+    np.testing.assert_allclose(analytic.recon, mc.recon)
+
+
+# -- implementation: chunking, memory, progress, stop ------------------------------------------------------
+def test_chunked_and_unchunked_agree(model4d):
+    model, x = model4d
+    ref = E.estimate_log_px(model, x, k=300, seed=1)
+    for kw in ({"rows_per_call": 37}, {"max_weights": 300 * 10 * 3}, {"rows_per_call": 999, "max_weights": 300 * 10 * 5}):
+        other = E.estimate_log_px(model, x, k=300, seed=1, **kw)
+        np.testing.assert_allclose(other.log_px, ref.log_px, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(other.ess, ref.ess, rtol=1e-4)
+        np.testing.assert_allclose(other.iwae, ref.iwae, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(other.elbo, ref.elbo, rtol=0, atol=1e-4)
+    # a longer run extends a shorter one: its first 300 draws are the same draws
+    log_w, _ = E.log_weights(model, x, 1000, seed=1)
+    np.testing.assert_allclose(E._logsumexp(log_w[:300], 0) - math.log(300), ref.log_px, rtol=0, atol=1e-4)
+    # K itself ends the IWAE curve; L_200 (one group of 200 out of 300) has the delta-method variance of its own
+    # 200 weights, L_300 that of log p̂_300
+    assert ref.iwae_ks == (1, 2, 5, 10, 20, 50, 100, 200, 300)
+    w = np.exp(log_w[:200] - log_w[:200].max(0))
+    np.testing.assert_allclose(ref.iwae_mc_var[:, -2], 1 / (w.sum(0) ** 2 / (w ** 2).sum(0)) - 1 / 200, rtol=1e-3)
+    np.testing.assert_allclose(ref.iwae_mc_var[:, -1], ref.log_px_mc_stderr ** 2)
+
+
+def test_decoder_never_sees_k_times_n_rows(model4d, monkeypatch):
+    """K = 5000 over 1000 images: every compiled call gets ≤ ROWS_PER_CALL rows (the decoder is faked
+    here so that the test measures the batching, not the arithmetic)."""
+    model, _ = model4d
+    calls = []
+
+    def fake_draw_fn(_model):
+        def fn(x, loc, tril, eps):
+            calls.append(eps.shape[0] * eps.shape[1])
+            zeros = tf.zeros(eps.shape[:2])
+            return zeros, zeros
+        return fn
+
+    monkeypatch.setattr(E, "_draw_fn", fake_draw_fn)
+    x = np.zeros((1000, 784), np.float32)
+    est = E.estimate_log_px(model, x, k=5000, proposal="prior")  # the prior path also computes an ELBO
+    assert est.num_images == 1000 and max(calls) <= E.ROWS_PER_CALL and sum(calls) >= 5000 * 1000
+    calls.clear()
+    E.elbo(model, x, num_samples=2000)
+    assert max(calls) <= E.ROWS_PER_CALL and sum(calls) == 2000 * 1000
+
+
+def test_progress_stop_and_k_range(model4d):
+    model, x = model4d
+    x = x[:12]
+    kw = dict(k=200, max_weights=200 * 10 * 3)  # three images a batch
+    seen = []
+    full = E.estimate_log_px(model, x, on_progress=lambda done, total, s: seen.append((done, total)), **kw)
+    assert [d for d, _ in seen] == [3, 6, 9, 12] and {t for _, t in seen} == {12} and not full.cancelled
+
+    seen.clear()
+    part = E.estimate_log_px(model, x, on_progress=lambda d, t, s: seen.append(d), stop=lambda: len(seen) >= 2, **kw)
+    assert part.cancelled and part.num_images == 6 and part.summary()["cancelled"]
+    np.testing.assert_allclose(part.log_px, full.log_px[:6])
+
+    checks = []  # a stop request in the middle of a batch (checked between compiled calls)
+    part = E.estimate_log_px(model, x, k=200, rows_per_call=100, max_weights=200 * 10 * 3,
+                             stop=lambda: checks.append(1) or len(checks) > 9)
+    assert part.cancelled and 0 < part.num_images < 12
+
+    event = threading.Event()
+    event.set()
+    with pytest.raises(E.Cancelled):
+        E.estimate_log_px(model, x, stop=event, **kw)
+    for bad in (0, -1, E.MAX_K + 1, 2.5):
+        with pytest.raises(ValueError, match="k must be"):
+            E.estimate_log_px(model, x, k=bad)
+
+
+def test_evaluate_reports_exact_and_grid_answers(linear, model2d):
+    model, _, _, x = linear
+    est, out = E.evaluate(model, x[:8], k=200)
+    assert out["exact_log_px"] == pytest.approx(E.exact_log_px(model, x[:8]).mean(), abs=1e-9)
+    assert out["log_px"] == pytest.approx(out["exact_log_px"], abs=0.05) and "grid_log_px" not in out
+    model, x, grids = model2d
+    est, out = E.evaluate(model, x[:3], k=200, grid_images=3)
+    assert out["grid_log_px"] == pytest.approx(np.mean([g.log_px for g in grids[:3]]), abs=1e-9)
+    assert out["grid_num_images"] == 3 and "exact_log_px" not in out
+
+
+def test_prior_proposal_has_far_lower_ess_than_q(model4d):
+    """Doersch's "why not sample the prior?": in 4-D on 784 pixels almost no prior draw explains x."""
+    model, x = model4d
+    q = E.estimate_log_px(model, x, k=2000)
+    prior = E.estimate_log_px(model, x, k=2000, proposal="prior")
+    print("mean ESS of 2000: q", q.ess.mean(), "prior", prior.ess.mean())
+    print("median ESS: q", np.median(q.ess), "prior", np.median(prior.ess))
+    assert prior.ess.mean() * 10 < q.ess.mean() and np.median(prior.ess) * 10 < np.median(q.ess)
+    # the prior given as a distribution object (one for all images) is the same proposal
+    given = E.estimate_log_px(model, x, k=2000, proposal=tfd.MultivariateNormalDiag(tf.zeros(4), tf.ones(4)))
+    np.testing.assert_allclose(given.log_px, prior.log_px, rtol=0, atol=1e-4)
+    assert prior.log_px.mean() < q.log_px.mean()  # with few effective draws the prior's estimate is far too low

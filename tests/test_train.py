@@ -116,12 +116,13 @@ def stop_at(step):
 
 
 def test_stop_then_resume_matches_uninterrupted_run(full, tiny_dataset, tmp_path):
-    """Stopped mid-epoch 1, at the end of epoch 1, mid-epoch 2, each time resumed: the same weights as no stop."""
+    """Stopped mid-epoch 1, at the end of epoch 1, mid-epoch 2, each time resumed: the same weights as no stop.
+    One step per compiled call, so a stop lands right after the step that asked for it."""
     run_dir = tmp_path / "run"
     done = 0
     for i, stop_after in enumerate([5, STEPS_PER_EPOCH, 21]):
         event, on_step, seen = stop_at(stop_after)
-        trainer = Trainer(CFG, tiny_dataset, run_dir, resume=i > 0)
+        trainer = Trainer(CFG, tiny_dataset, run_dir, resume=i > 0, steps_per_call=1)
         assert trainer.steps_done == done
         stopped = trainer.fit(on_step=on_step, stop=event)
         assert seen == list(range(done + 1, stop_after + 1))  # no step redone, none skipped
@@ -146,6 +147,31 @@ def test_stop_then_resume_matches_uninterrupted_run(full, tiny_dataset, tmp_path
     assert final.history["epochs"][-1]["test_elbo"] == pytest.approx(full[0].history["epochs"][-1]["test_elbo"], abs=1e-3)
 
 
+def test_stop_lands_at_the_end_of_the_current_call(full, tiny_dataset, tmp_path):
+    """With several steps per compiled call, a stop asked for at step 3 ends after that call's last
+    step (10, as the epoch has 16 steps); the saved weights are those of step 10, and a resumed run
+    still ends on the uninterrupted run's weights."""
+    event, on_step, seen = stop_at(3)
+    stopped = Trainer(CFG, tiny_dataset, tmp_path / "run", steps_per_call=10).fit(on_step=on_step, stop=event)
+    assert stopped.steps_done == 10 and seen == list(range(1, 11))
+    assert checkpoints.load_run(tmp_path / "run").meta["steps_done"] == 10
+    resumed = Trainer(CFG, tiny_dataset, tmp_path / "run", resume=True, steps_per_call=10).fit()
+    assert resumed.steps_done == TOTAL
+    assert_same_weights(weights_of(resumed), weights_of(full[0]), atol=1e-5)
+
+
+def test_fast_path_matches_one_step_eager_path(full, tiny_dataset):
+    """XLA with several steps per call does the same work as one un-jitted step per call: same batches,
+    same samples, same precision, so the same weights up to float round-off."""
+    slow = Trainer(CFG, tiny_dataset, steps_per_call=1, jit_compile=False).fit()
+    fast = Trainer(CFG, tiny_dataset, steps_per_call=10, jit_compile=True).fit()
+    assert slow.steps_done == fast.steps_done == TOTAL
+    assert_same_weights(weights_of(fast), weights_of(slow), atol=2e-4)
+    assert_same_weights(weights_of(fast), weights_of(full[0]), atol=2e-4)
+    np.testing.assert_allclose([s[1] for s in fast.history["steps"]], [s[1] for s in slow.history["steps"]],
+                               rtol=1e-4, atol=1e-3)
+
+
 def test_stop_with_a_callable_before_any_step(tiny_dataset, tmp_path):
     result = Trainer(CFG, tiny_dataset, tmp_path / "run").fit(stop=lambda: True)
     assert result.stopped and result.steps_done == 0 and result.history["epochs"] == []
@@ -159,9 +185,15 @@ def test_interrupt_saves_the_steps_done(tiny_dataset, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(CFG, tiny_dataset, tmp_path / "run", on_step=on_step)
+        Trainer(CFG, tiny_dataset, tmp_path / "run", steps_per_call=1).fit(on_step=on_step)
     run = checkpoints.load_run(tmp_path / "run")
     assert run.meta["status"] == "stopped" and run.meta["steps_done"] == 3 and run.history["steps"][-1][0] == 3
+    # Several steps per call: the interrupt comes while step 3 is reported, but the weights are
+    # already 10 steps on, and the checkpoint says so.
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(CFG, tiny_dataset, tmp_path / "run10", steps_per_call=10).fit(on_step=on_step)
+    run = checkpoints.load_run(tmp_path / "run10")
+    assert run.meta["steps_done"] == 10 and run.history["steps"][-1][0] == 10
 
 
 def test_resume_refuses_a_different_config_and_an_empty_dir(full, tiny_dataset, tmp_path):
@@ -188,7 +220,8 @@ def test_resume_with_more_epochs_continues(full, tiny_dataset, tmp_path):
 ], ids=["nan_loss", "nan_weights_finite_loss"])
 def test_divergence_raises_and_keeps_last_checkpoint(tiny_dataset, tmp_path, network, layer, attr, message):
     run_dir = tmp_path / "run"
-    trainer = Trainer(CFG, tiny_dataset, run_dir)
+    # Without XLA, TensorFlow's fused MatMul+ReLU turns a NaN weight into 0 and the loss stays finite.
+    trainer = Trainer(CFG, tiny_dataset, run_dir, steps_per_call=1, jit_compile=False)
     good = {}
 
     def on_epoch(r):
@@ -197,11 +230,11 @@ def test_divergence_raises_and_keeps_last_checkpoint(tiny_dataset, tmp_path, net
 
     real_step = trainer._step_fn
 
-    def poisoned_step(idx, step, kl_weight):  # the first step of epoch 2 meets a NaN weight
-        if int(step) == STEPS_PER_EPOCH:
+    def poisoned_step(idx, step0, kl_weight):  # the first call of epoch 2 meets a NaN weight
+        if int(step0) == STEPS_PER_EPOCH:
             v = getattr(getattr(trainer.model, network).get_layer(layer), attr)
             v.assign(np.full(v.shape, np.nan, np.float32))
-        return real_step(idx, step, kl_weight)
+        return real_step(idx, step0, kl_weight)
 
     trainer._step_fn = poisoned_step
     with pytest.raises(TrainingDiverged, match=message):

@@ -77,8 +77,15 @@ class VAE:
         `tfd.kl_divergence` computes exactly that. With analytic_kl=False it is the
         S-sample Monte-Carlo average of log q(z|x) − log p(z) instead.
         """
+        eps = tf.random.stateless_normal(tf.stack([num_samples, tf.shape(x)[0], self.config.latent_dim]), seed)
+        return self.elbo_terms_from_noise(x, eps, analytic_kl)
+
+    def elbo_terms_from_noise(self, x, eps, analytic_kl: bool = True):
+        """elbo_terms with the standard-normal draws eps (S, N, d) given: z = μ + s ⊙ ε (reparameterized,
+        so gradients flow through z). Training passes its own draws so that every code path, XLA or
+        not, sees the same numbers for the same seed."""
         q = self.posterior(x)
-        z = q.sample(num_samples, seed=seed)  # (S, N, d)
+        z = q.bijector.forward(eps)  # (S, N, d): q's own affine map of N(0, I) noise
         recon = tf.reduce_mean(self.likelihood(z).log_prob(x), axis=0)
         if analytic_kl:
             kl = tfd.kl_divergence(q, self.prior())

@@ -1,4 +1,4 @@
-"""Training: Adam on the negative ELBO (or the IWAE bound), one compiled step.
+"""Training: Adam on the negative ELBO (or the IWAE bound), several steps per compiled call.
 
 The uint8 training set lives on the device once; each step gathers its batch,
 scales it to [0, 1] and, for a Bernoulli likelihood, binarizes it afresh
@@ -28,6 +28,7 @@ from .data import Dataset, TEST_BINARIZATION_SEED
 from .model import VAE
 
 EVAL_BATCH = 2000
+STEPS_PER_CALL = 10
 MAX_CURVE_POINTS = 2000
 
 
@@ -79,10 +80,18 @@ class Trainer:
     """Trains a VAE on a Dataset, writing a checkpoint into `run_dir` at the end of every epoch."""
 
     def __init__(self, config: Config, dataset: Dataset, run_dir: Path | str | None = None,
-                 resume: bool = False, strategy: tf.distribute.Strategy | None = None):
+                 resume: bool = False, strategy: tf.distribute.Strategy | None = None,
+                 steps_per_call: int = STEPS_PER_CALL, jit_compile: bool | None = None):
+        """steps_per_call steps run inside one compiled call (a stop lands between calls);
+        jit_compile=None means XLA on a single device, where it fuses the step's small ops."""
         self.config, self.dataset = config, dataset
+        self.steps_per_call = max(1, int(steps_per_call))
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.strategy = strategy or tf.distribute.get_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        self.jit_compile = (replicas == 1) if jit_compile is None else bool(jit_compile)
+        if config.batch_size % replicas:
+            raise ValueError(f"batch_size ({config.batch_size}) must divide evenly over the {replicas} devices")
         x = dataset.x_train.reshape(len(dataset.x_train), -1)
         if config.max_train_images:
             x = x[: config.max_train_images]
@@ -109,44 +118,71 @@ class Trainer:
     # -- the compiled step -----------------------------------------------------------
     def _compile_step(self):
         cfg, model, opt = self.config, self.model, self.optimizer
+        B, D, S, d = cfg.batch_size, self.dataset.num_pixels, cfg.mc_samples, cfg.latent_dim
+        bernoulli, replicas = cfg.likelihood == "bernoulli", self.strategy.num_replicas_in_sync
         base_seed = tf.constant([cfg.seed, 7919], tf.int32)
 
-        def per_replica(x_uint8, step, kl_weight):
+        def draws(step):
+            """One step's random numbers, a pure function of (seed, step): binarization uniforms and
+            the ε of z = μ + s ⊙ ε. Drawn outside XLA, whose RNG gives other numbers for the same
+            seed, so the fast and the plain path train on exactly the same draws."""
             seeds = step_seeds(base_seed, step, 2)
+            u = tf.random.stateless_uniform([B, D] if bernoulli else [B, 0], seeds[0])
+            return u, tf.random.stateless_normal([S, B, d], seeds[1])
+
+        def train_step(x_uint8, u, eps, kl_weight):
             x = tf.cast(x_uint8, tf.float32) / 255.0
-            if cfg.likelihood == "bernoulli":  # dynamic binarization: P(pixel = 1) = grey level
-                x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seeds[0]) < x, tf.float32)
+            if bernoulli:  # dynamic binarization: P(pixel = 1) = grey level, new bits every step
+                x = tf.cast(u < x, tf.float32)
             with tf.GradientTape() as tape:
-                loss, recon, kl = self._loss(x, seeds[1], kl_weight)
-                scaled = loss / self.strategy.num_replicas_in_sync
+                loss, recon, kl = self._loss(x, eps, kl_weight)
+                scaled = loss / replicas
             grads = tape.gradient(scaled, model.trainable_variables)
             opt.apply_gradients(zip(grads, model.trainable_variables))
-            return loss, tf.reduce_mean(recon), tf.reduce_mean(kl)
+            return tf.stack([loss, tf.reduce_mean(recon), tf.reduce_mean(kl)])
+
+        # Several steps per call: Python and dispatch overhead is paid once per call, and XLA fuses
+        # the binarization and the elementwise ops of each step around its matmuls.
+        @tf.function(jit_compile=self.jit_compile)
+        def run_steps(x, u, eps, kl_weight):
+            out = tf.TensorArray(tf.float32, size=tf.shape(x)[0])
+            for i in tf.range(tf.shape(x)[0]):
+                out = out.write(i, train_step(x[i], u[i], eps[i], kl_weight))
+            return out.stack()
+
+        def run_steps_distributed(x, u, eps, kl_weight):
+            """Each replica takes its slice of every batch; the optimizer all-reduces the gradients."""
+            def shard(t, axis):
+                return self.strategy.experimental_distribute_values_from_function(
+                    lambda ctx: tf.split(t, replicas, axis=axis)[ctx.replica_id_in_sync_group])
+            out = tf.TensorArray(tf.float32, size=tf.shape(x)[0])
+            for i in tf.range(tf.shape(x)[0]):
+                per = self.strategy.run(train_step, args=(shard(x[i], 0), shard(u[i], 0), shard(eps[i], 1), kl_weight))
+                out = out.write(i, self.strategy.reduce("MEAN", per, axis=None))
+            return out.stack()
 
         @tf.function
-        def step_fn(idx, step, kl_weight):
-            x = tf.gather(self.x_train, idx)
-            if self.strategy.num_replicas_in_sync == 1:
-                return per_replica(x, step, kl_weight)
-            # Split the batch across replicas; each sees its slice, gradients are all-reduced.
-            dist = self.strategy.experimental_distribute_values_from_function(
-                lambda ctx: tf.split(x, ctx.num_replicas_in_sync)[ctx.replica_id_in_sync_group])
-            out = self.strategy.run(per_replica, args=(dist, step, kl_weight))
-            return tuple(self.strategy.reduce("MEAN", o, axis=None) for o in out)
+        def steps_fn(idx, step0, kl_weight):
+            """idx (n, B): n consecutive steps from global step step0 → (n, 3) loss, recon, kl."""
+            steps = step0 + tf.range(tf.shape(idx)[0], dtype=tf.int64)
+            u, eps = tf.map_fn(draws, steps, fn_output_signature=(tf.float32, tf.float32))
+            x = tf.gather(self.x_train, idx)  # (n, B, D) uint8
+            if replicas == 1:
+                return run_steps(x, u, eps, kl_weight)
+            return run_steps_distributed(x, u, eps, kl_weight)
 
-        return step_fn
+        return steps_fn
 
-    def _loss(self, x, seed, kl_weight):
+    def _loss(self, x, eps, kl_weight):
         """Mean over the batch of the loss, and the per-image recon and KL terms it came from."""
         cfg, model = self.config, self.model
         if cfg.objective == "iwae":
             q = model.posterior(x)
-            z = q.sample(cfg.mc_samples, seed=seed)
-            log_w = model.log_weights(x, z, q)  # (k, N)
-            bound = tf.reduce_logsumexp(log_w, 0) - math.log(cfg.mc_samples)
+            z = q.bijector.forward(eps)  # (k, N, d)
             recon, kl = model.likelihood(z).log_prob(x), q.log_prob(z) - model.prior().log_prob(z)
+            bound = tf.reduce_logsumexp(recon - kl, 0) - math.log(cfg.mc_samples)  # log w = recon − kl, per draw
             return -tf.reduce_mean(bound), tf.reduce_mean(recon, 0), tf.reduce_mean(kl, 0)
-        recon, kl = model.elbo_terms(x, seed, cfg.mc_samples)
+        recon, kl = model.elbo_terms_from_noise(x, eps)
         return -tf.reduce_mean(recon - kl_weight * kl), recon, kl
 
     def _eval_batch(self, x, seed):
@@ -167,7 +203,8 @@ class Trainer:
     def fit(self, on_step: Callable[[StepReport], None] | None = None,
             on_epoch: Callable[[EpochReport], None] | None = None,
             stop: threading.Event | Callable[[], bool] | None = None) -> TrainResult:
-        """Train to `config.epochs`. A stop request ends after the current step and saves it;
+        """Train to `config.epochs`. A stop request ends after the current call (≤ steps_per_call steps)
+        and saves every finished step;
         a NaN or infinite loss raises TrainingDiverged and leaves the last checkpoint as it was."""
         should_stop = stop.is_set if isinstance(stop, threading.Event) else (stop or (lambda: False))
         cfg, B = self.config, self.config.batch_size
@@ -180,30 +217,36 @@ class Trainer:
                 order = epoch_order(cfg.seed, epoch, self.num_train)
                 kl_weight = tf.constant(cfg.kl_weight(epoch), tf.float32)
                 sums, count, t_epoch = np.zeros(3), 0, time.perf_counter()
-                for s in range(offset, self.steps_per_epoch):
+                for s in range(offset, self.steps_per_epoch, self.steps_per_call):
                     if should_stop():
                         stopped = True
                         break
-                    t_step = time.perf_counter()
-                    loss, recon, kl = (float(v) for v in self._step_fn(
-                        tf.constant(order[s * B:(s + 1) * B]), tf.constant(self.steps_done, tf.int64), kl_weight))
-                    if not (math.isfinite(loss) and math.isfinite(recon) and math.isfinite(kl)):
+                    n = min(self.steps_per_call, self.steps_per_epoch - s)
+                    t_call = time.perf_counter()
+                    metrics = self._step_fn(tf.constant(order[s * B:(s + n) * B].reshape(n, B)),
+                                            tf.constant(self.steps_done, tf.int64), kl_weight).numpy()
+                    now = time.perf_counter()
+                    call_rate = n / max(now - t_call, 1e-9)
+                    rate = call_rate if rate is None else 0.8 * rate + 0.2 * call_rate
+                    bad = np.flatnonzero(~np.all(np.isfinite(metrics), axis=1))
+                    if len(bad):
                         raise TrainingDiverged(
-                            f"the loss became {loss} at step {self.steps_done + 1} (epoch {epoch + 1}): training diverged. "
-                            f"Try a smaller learning_rate than {cfg.learning_rate:g}"
+                            f"the loss became {metrics[bad[0], 0]} at step {self.steps_done + bad[0] + 1} (epoch "
+                            f"{epoch + 1}): training diverged. Try a smaller learning_rate than {cfg.learning_rate:g}"
                             + (f"; the last good checkpoint ({self.history['epochs'][-1]['epoch']} epochs) is kept"
                                if self.history["epochs"] and self.run_dir else "; nothing was saved"))
-                    self.steps_done += 1
-                    sums += (recon - kl, recon, kl)
-                    count += 1
-                    now = time.perf_counter()
-                    rate = 1 / max(now - t_step, 1e-9) if rate is None else 0.9 * rate + 0.1 / max(now - t_step, 1e-9)
-                    self._record_step(recon - kl, recon, kl)
-                    if on_step:
-                        done = self.steps_done - start_step
-                        on_step(StepReport(self.steps_done, self.total_steps, self.steps_done / self.steps_per_epoch,
-                                           self.steps_done * B, now - t0, done * B / (now - t0),
-                                           (self.total_steps - self.steps_done) / rate, loss, recon - kl, recon, kl))
+                    first = self.steps_done + 1
+                    self.steps_done += n  # the weights are now n steps on, whatever a callback does next
+                    rows = metrics.astype(float)
+                    for j, (loss, recon, kl) in enumerate(rows):
+                        sums += (recon - kl, recon, kl)
+                        count += 1
+                        self._record_step(first + j, recon - kl, recon, kl)
+                    for j, (loss, recon, kl) in enumerate(rows if on_step else ()):
+                        step = first + j
+                        on_step(StepReport(step, self.total_steps, step / self.steps_per_epoch, step * B,
+                                           now - t0, (self.steps_done - start_step) * B / (now - t0),
+                                           (self.total_steps - step) / rate, loss, recon - kl, recon, kl))
                 if stopped:
                     break
                 test_elbo, test_recon, test_kl = self.evaluate_test()
@@ -227,13 +270,13 @@ class Trainer:
         return TrainResult(self.run_dir, self.model, self.history, stopped, self.steps_done,
                            self.steps_done / self.steps_per_epoch, time.perf_counter() - t0)
 
-    def _record_step(self, elbo, recon, kl):
+    def _record_step(self, step, elbo, recon, kl):
         """Keep the per-step curve light: at most MAX_CURVE_POINTS, evenly spaced in steps."""
         steps = self.history["steps"]
         stride = steps[1][0] - steps[0][0] if len(steps) > 1 else 1
-        if steps and self.steps_done - steps[-1][0] < stride:
+        if steps and step - steps[-1][0] < stride:
             return
-        steps.append([self.steps_done, round(elbo, 4), round(recon, 4), round(kl, 4)])
+        steps.append([step, round(elbo, 4), round(recon, 4), round(kl, 4)])
         if len(steps) > MAX_CURVE_POINTS:  # thin to every other point, and record half as often
             self.history["steps"] = steps[::2]
 

@@ -20,8 +20,9 @@ FONT = dict(size=13)
 
 
 def _base_layout(fig: go.Figure, height: int, **kw) -> go.Figure:
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), font=FONT,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, xanchor="left"), **kw)
+    """Legend under the plot (the top-right corner belongs to plotly's toolbar)."""
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), font=FONT,
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, xanchor="left"), **kw)
     return fig
 
 
@@ -66,7 +67,7 @@ def image_grid(images, titles=None, ncols: int = 8, cell: int = 84, title_lines:
     for i in range(1, rows * ncols + 1):  # square pixels in every cell
         suffix = "" if i == 1 else str(i)
         fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
-    fig.update_annotations(font_size=11)
+    fig.update_annotations(font=dict(size=12, color="#222"))
     fig.update_layout(height=height, margin=dict(l=4, r=4, t=title_px + 2, b=4), plot_bgcolor="white")
     return fig
 
@@ -139,7 +140,7 @@ def training_curves(steps, steps_per_epoch: int, epochs=(), height: int = 340) -
     fig.update_yaxes(title_text="nats / image", row=1, col=1)
     fig.update_annotations(font_size=13)
     _base_layout(fig, height)
-    fig.update_layout(margin=dict(t=70), legend=dict(y=1.12))
+    fig.update_layout(legend=dict(y=-0.25), margin=dict(t=60))  # titles below plotly's toolbar
     return fig
 
 
@@ -170,7 +171,9 @@ def latent_map(points, labels, class_names=(), paths=None, endpoints=None,
                                  name="ends A, B", hoverinfo="skip"))
     fig.update_xaxes(title_text=axis_titles[0], zeroline=False)
     fig.update_yaxes(title_text=axis_titles[1], zeroline=False, scaleanchor="x", scaleratio=1)
-    return _base_layout(fig, height, legend_itemsizing="constant")
+    _base_layout(fig, height)
+    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, x=1.02, xanchor="left", itemsizing="constant"))
+    return fig
 
 
 def latent_axis_1d(z, labels, class_names=(), paths=None, height: int = 420, seed: int = 0) -> go.Figure:
@@ -197,6 +200,22 @@ def latent_axis_1d(z, labels, class_names=(), paths=None, height: int = 420, see
     tickvals = [-1.5 - i for i in range(len(paths or {}))][::-1] + list(range(len(classes)))
     fig.update_yaxes(tickvals=tickvals, ticktext=ticks, range=[-1.5 - len(paths or {}), len(classes)])
     fig.update_xaxes(title_text="z (the latent has one dimension)")
+    return _base_layout(fig, height)
+
+
+def path_norms(t, norms: dict, reference: float | None = None, height: int = 300) -> go.Figure:
+    """‖z(t)‖ along each path; reference: √d, the radius near which N(0, I) in d dimensions keeps its mass."""
+    fig = go.Figure()
+    for kind, n in norms.items():
+        fig.add_trace(go.Scatter(x=list(t), y=list(n), mode="lines+markers", name=f"{kind} path",
+                                 line=dict(color=PATH_COLORS.get(kind, "#000"), width=2.5),
+                                 hovertemplate=f"{kind}: t = %{{x:.2f}}, ‖z‖ = %{{y:.2f}}<extra></extra>"))
+    if reference is not None:
+        fig.add_hline(y=reference, line=dict(color="#888", dash="dash"),
+                      annotation_text=f"√d = {reference:.2f}", annotation_position="bottom right")
+    fig.update_xaxes(title_text="t (0 = image A, 1 = image B)")
+    top = max([float(np.max(n)) for n in norms.values()] + [reference or 0.0])
+    fig.update_yaxes(title_text="‖z(t)‖", range=[0, 1.15 * top])
     return _base_layout(fig, height)
 
 
@@ -284,6 +303,6 @@ def iwae_curve(ks, mean, mc_stderr, elbo_mean: float, log_px_mean: float | None 
                                  error_y=dict(type="data", array=list(subset["mc_stderr"]), visible=True),
                                  line=dict(color=GRID_COLOR, width=1.5), marker=dict(size=6)))
         hline(subset["grid_mean"], f"grid log p(x), first {subset['n']} images", GRID_COLOR, "solid")
-    fig.update_xaxes(type="log", title_text="k (importance samples per image)")
+    fig.update_xaxes(type="log", title_text="k (importance samples per image)", tickvals=ks)
     fig.update_yaxes(title_text="nats / image (mean over images)")
     return _base_layout(fig, height)

@@ -1,0 +1,77 @@
+"""Interpolation: decode the codes on a straight and on a spherical path between two test images."""
+import numpy as np
+import streamlit as st
+
+from ui import common, loaders, model_ops
+from vae_tf import latent, plots
+
+MAP_IMAGES = 3000  # test images on the latent map
+
+st.title("Interpolation")
+active = common.active_run()
+d = active.run.config.latent_dim
+st.markdown(f"Run **{active.name}** ({d}-D latent): two test images A and B are encoded to their posterior means "
+            "z_A and z_B; the decoder's mean image along a path from z_A to z_B shows what lies between them.")
+
+P = "page.interp."
+classes = common.class_options(active)
+c1, c2, c3 = st.columns([2, 2, 3], gap="medium")
+with c1:
+    how = st.radio("Choose A and B", ["at random from two classes", "by index"] if classes else ["by index"],
+                   key=P + "how", persist_state="session")
+    if how == "by index":
+        ia = st.number_input("Index of A", 0, len(active.x) - 1, 0, key=P + "ia", persist_state="session")
+        ib = st.number_input("Index of B", 0, len(active.x) - 1, 1, key=P + "ib", persist_state="session")
+    else:
+        ca = st.selectbox("Class of A", classes, index=0, format_func=active.dataset.label_name,
+                          key=P + "ca", persist_state="session")
+        cb = st.selectbox("Class of B", classes, index=min(7, len(classes) - 1), format_func=active.dataset.label_name,
+                          key=P + "cb", persist_state="session")
+        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=P + "seed", persist_state="session",
+                               help="Which image of each class is drawn.")
+        ia, ib = latent.pick_one(active.y, ca, seed), latent.pick_one(active.y, cb, seed + 1)
+with c2:
+    steps = st.slider("Steps on each path", 3, 16, 10, key=P + "steps", persist_state="session")
+    st.markdown("**Linear**: z(t) = (1 − t)·z_A + t·z_B.  \n**Spherical**: the direction of z turns along the "
+                "great circle from z_A to z_B while its length ‖z‖ moves linearly, so the path does not cut "
+                "through the low-norm middle of the space where the prior N(0, I) has little mass.")
+with c3:
+    ends = active.x[[ia, ib]]
+    common.chart(plots.image_grid(active.images(ends), [f"A: #{ia} {active.label(ia)}", f"B: #{ib} {active.label(ib)}"],
+                                  ncols=2, cell=120), toolbar=False)
+
+za, zb = model_ops.encode_mean(active.model, ends)
+paths = {kind: latent.path(za, zb, steps, kind) for kind in ("linear", "spherical")}
+t = latent.path_times(steps)
+for kind, p in paths.items():
+    st.subheader(f"{kind.capitalize()} path")
+    decoded = model_ops.decode_mean(active.model, p)
+    common.chart(plots.image_grid(active.images(decoded), [f"t = {ti:.2f}" for ti in t], ncols=steps, cell=100),
+                 key=f"strip.{kind}", toolbar=False)
+st.caption("Each image is E[x|z(t)], the decoder's mean at a point of the path (t = 0 is z_A, t = 1 is z_B). "
+           "A smooth strip means nearby codes decode to similar images, which the KL term encourages.")
+
+left, right = st.columns([3, 2], gap="large")
+with right:
+    common.chart(plots.path_norms(t, {k: np.linalg.norm(p, axis=1) for k, p in paths.items()}, reference=np.sqrt(d)),
+                 "The length of the code along each path. In d dimensions the prior's mass sits near ‖z‖ ≈ √d; "
+                 "the linear path's middle is shorter than its ends whenever z_A and z_B point apart.")
+with left:
+    z = loaders.latent_means(active.key, MAP_IMAGES, active.model, active.x)
+    y = active.y[:len(z)] if active.y is not None else None
+    if d == 1:
+        st.info("The latent map needs at least 2 latent dimensions; this run's latent has 1. "
+                "Below, the paths run along its one axis, under each class's codes.")
+        common.chart(plots.latent_axis_1d(z[:, 0], y, active.class_names, {k: p[:, 0] for k, p in paths.items()}),
+                     f"Posterior means μ(x) of {len(z):,} test images along the single latent axis, one row per "
+                     "class; the paths from A to B below. In one dimension both paths are the same straight line.")
+    else:
+        proj = latent.projection_2d(z)
+        fig = plots.latent_map(proj(z), y, active.class_names, {k: proj(p) for k, p in paths.items()},
+                               endpoints=proj(np.stack([za, zb])), axis_titles=proj.axis_titles)
+        what = ("the latent itself (2-D)" if proj.method == "identity" else
+                f"its projection on the two principal axes of the {d}-D means "
+                f"({100 * proj.explained.sum():.0f}% of their variance)")
+        common.chart(fig, f"Posterior means μ(x) of {len(z):,} test images coloured by class, in {what}, with the "
+                          "two paths from A to B." + ("" if proj.method == "identity" else
+                          " A projection flattens: paths that differ in the other dimensions may overlap here."))

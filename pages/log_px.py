@@ -1,0 +1,136 @@
+"""log p(x) vs ELBO: how loose is the bound, image by image, and how the IWAE bound closes the gap."""
+import time
+
+import numpy as np
+import streamlit as st
+
+from ui import common, logpx
+from vae_tf import plots
+
+st.title("log p(x) against the ELBO")
+active = common.active_run()
+model, cfg = active.model, active.run.config
+st.markdown(
+    f"Run **{active.name}**. For every image, log p(x) = ELBO(x) + KL(q(z|x) ‖ p(z|x)): the ELBO falls short of "
+    "the log-likelihood by how far the encoder's q(z|x) is from the true posterior p(z|x). log p(x) is estimated "
+    "by importance sampling with q as the proposal, log p̂(x) = log (1/K) Σₖ p(x, zₖ)/q(zₖ|x), zₖ ~ q(z|x), "
+    "whose expectation is the IWAE bound L_K: ELBO = L₁ ≤ L₂ ≤ … ≤ log p(x).")
+
+P = "page.logpx."
+two_d = cfg.latent_dim == 2
+with st.form("logpx.form", border=True):
+    c1, c2, c3, c4 = st.columns(4)
+    n = c1.number_input("Test images", 10, logpx.MAX_IMAGES, logpx.DEFAULT_IMAGES, step=50, key=P + "n",
+                        persist_state="session", help="The first n test images.")
+    k = c2.select_slider("K, samples per image", logpx.K_CHOICES, value=logpx.DEFAULT_K, key=P + "k",
+                         persist_state="session", help="More samples: a tighter estimate, and a longer wait.")
+    seed = c3.number_input("Seed", 0, 2**31 - 1, logpx.DEFAULT_SEED, key=P + "seed", persist_state="session")
+    grid_images = logpx.DEFAULT_GRID_IMAGES
+    if two_d:
+        grid_images = c4.number_input("Grid images", 0, 100, logpx.DEFAULT_GRID_IMAGES, key=P + "grid",
+                                      persist_state="session",
+                                      help="A 2-D latent lets log p(x) be integrated on a grid, exactly up to the "
+                                           "grid's resolution: for the first images (≈1–3 s each, in the background).")
+    submitted = st.form_submit_button("Estimate", type="primary", icon=":material/calculate:")
+
+job_key = logpx.estimate_key(active.key, n, k, seed)
+registry = logpx.loaders.job_registry()
+old = registry.get(job_key)
+if submitted and old is not None and not old.running and (old.error or old.result.estimate.cancelled):
+    registry.discard(job_key)  # asked again after a Stop or a failure: compute afresh
+job = logpx.start_estimate(model, active.x, active.key, n, k, seed)
+
+if job.running:
+    box = st.empty()
+    with box.container():
+        with st.status(f"Estimating log p(x) of {n} test images with K = {k} samples each…", expanded=True):
+            bar = st.progress(0.0)
+            st.button("Stop", key="logpx.stop", on_click=job.cancel, icon=":material/stop_circle:",
+                      help="Stop after the current batch of images and show those.")
+            while job.running:
+                bar.progress(job.fraction, text=f"{job.done} of {job.total} images · "
+                                                f"ETA {common.fmt_seconds(job.eta_seconds)}")
+                time.sleep(0.2)
+    box.empty()
+
+if job.error is not None:
+    st.error(f"The estimate failed: {job.error_text}. Press Estimate to try again.")
+    st.stop()
+result = job.result
+est = result.estimate
+if est.cancelled:
+    st.warning(f"Stopped after {est.num_images} of {n} images; the charts show those. Press Estimate to compute all.")
+
+grid = None
+if two_d and grid_images > 0:
+    m = min(grid_images, est.num_images)
+    gjob = logpx.start_grid(model, active.x, active.key, m)
+    if gjob.running:
+        @st.fragment(run_every=2.0)
+        def grid_progress():
+            if not gjob.running:
+                st.rerun()  # redraw the charts with the grid answer
+            st.progress(gjob.fraction, text=f"Integrating log p(x) on a grid over the 2-D latent: {gjob.done} of "
+                                            f"{m} images (ETA {common.fmt_seconds(gjob.eta_seconds)}); the charts "
+                                            "gain the grid answer when it is done.")
+        grid_progress()
+    elif gjob.error is not None:
+        st.error(f"The grid integral failed: {gjob.error_text}")
+    else:
+        grid = gjob.result
+
+summary = logpx.summary_table(result, grid)
+s = est.summary()
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("mean ELBO", f"{s['elbo']:.2f}", help="nats/image")
+m2.metric("mean log p(x)", f"{s['log_px']:.2f}", help=f"importance sampling, K = {k}; nats/image")
+m3.metric("mean gap", f"{s['gap']:.2f} nats", help="KL(q(z|x) ‖ p(z|x)), averaged over images")
+m4.metric("time", f"{est.seconds:.1f} s", help="to compute this estimate (kept for later visits)")
+
+grid_pair = (np.arange(len(grid)), grid) if grid is not None and len(grid) else None
+left, right = st.columns(2, gap="large")
+with left:
+    st.subheader("(a) ELBO vs log p(x), per image")
+    common.chart(plots.elbo_vs_logpx(est.log_px, est.elbo, exact=result.exact, grid=grid_pair),
+                 "Each dot is one test image. No dot can lie above the dashed line y = x, since ELBO ≤ log p(x); "
+                 "its vertical distance below the line is that image's gap KL(q(z|x) ‖ p(z|x)). The gaps (a few nats) are "
+                 "small next to how much log p(x) differs between images, so the dots hug the line; (b) shows the gaps."
+                 + (" Rings: the exact log p(x) of the linear-Gaussian model, which the estimates should sit on."
+                    if result.exact is not None else "")
+                 + (" Diamonds: log p(x) integrated on a grid over the 2-D latent." if grid_pair else ""))
+with right:
+    st.subheader("(b) The gap, log p(x) − ELBO")
+    common.chart(plots.gap_histogram(est.gap, exact_gap=None if result.exact is None else result.exact - est.elbo,
+                                     grid_gap=None if grid_pair is None else grid - est.elbo[:len(grid)]),
+                 "How many nats the ELBO loses on each image: the KL divergence from q(z|x) to the true posterior. "
+                 "It is never negative; a wide spread means the encoder fits some images' posteriors much worse "
+                 "than others.")
+
+left, right = st.columns(2, gap="large")
+with left:
+    st.subheader("(c) The IWAE bound against K")
+    curve = est.iwae_curve()
+    subset = None
+    if grid_pair is not None:
+        mm = len(grid)
+        subset = {"ks": curve["k"], "mean": est.iwae[:mm].mean(0), "n": mm, "grid_mean": float(grid.mean()),
+                  "mc_stderr": np.sqrt(est.iwae_mc_var[:mm].sum(0)) / mm}
+    common.chart(plots.iwae_curve(curve["k"], curve["mean"], curve["mc_stderr"], s["elbo"], s["log_px"],
+                                  exact_mean=None if result.exact is None else float(result.exact.mean()),
+                                  subset=subset),
+                 "L_k, the mean over images of log (1/k) Σ p(x, zᵢ)/q(zᵢ|x) with k samples, from ⌊K/k⌋ disjoint groups "
+                 "of the same draws; bars are Monte-Carlo standard errors. L₁ is the ELBO; the bound rises with k "
+                 "toward log p(x), because averaging more importance weights makes q's mismatch with p(z|x) matter "
+                 "less.")
+with right:
+    st.subheader("(d) Summary")
+    st.table(summary.style.format({"mean (nats/image)": "{:.3f}", "standard error": "{:.3f}"}).hide(axis="index"))
+    st.caption("Means over the test images, with standard errors over images (they cover the choice of images "
+               "as well as the sampling).")
+    d1, d2 = st.columns(2)
+    stem = f"{active.name}-n{est.num_images}-K{k}-seed{seed}"
+    d1.download_button("Summary (CSV)", summary.to_csv(index=False), f"{stem}-summary.csv", "text/csv",
+                       icon=":material/download:", width="stretch")
+    per_image = logpx.per_image_table(result, active.y, active.dataset.label_name, grid)
+    d2.download_button("Per image (CSV)", per_image.to_csv(index=False), f"{stem}-per-image.csv", "text/csv",
+                       icon=":material/download:", width="stretch")

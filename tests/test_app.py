@@ -1,0 +1,338 @@
+"""The Streamlit app through streamlit.testing.v1.AppTest: every page shows real results of the shipped
+runs on first open, the sidebar keeps its values across pages, training saves a new active run, bad
+input gives an error message. Runs live in a temporary copy (VAE_LAB_CHECKPOINTS): the repository's
+checkpoints/ is never written."""
+import base64
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from vae_tf.config import Config
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "app.py")
+SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian")
+TINY = dict(max_train_images=512, epochs=1, hidden="32", batch_size=128, latent_dim=2)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, fashion):
+    """A checkpoints root with copies of the shipped runs and a tiny 1-D run, and an uploads folder."""
+    from vae_tf.train import train
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    for name in SHIPPED:
+        src = REPO / "checkpoints" / name
+        assert (src / "meta.json").is_file(), f"shipped run {name} is missing (checkpoints/make_shipped_runs.sh)"
+        shutil.copytree(src, root / name)
+    train(Config(latent_dim=1, hidden=(32,), epochs=1, max_train_images=512, seed=1), fashion, root / "tiny-1d")
+    uploads = tmp_path_factory.mktemp("uploads")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VAE_LAB_CHECKPOINTS", str(root))
+    mp.setenv("VAE_LAB_UPLOADS", str(uploads))
+    yield root, uploads
+    mp.undo()
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def decode(value):
+    """Plotly's JSON carries numpy arrays as {"dtype", "bdata" (base64), "shape"}: back to lists."""
+    if isinstance(value, dict):
+        if "bdata" in value and "dtype" in value:
+            a = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+            if "shape" in value:
+                a = a.reshape([int(n) for n in str(value["shape"]).split(",")])
+            return a.tolist()
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def charts(at) -> list[dict]:
+    return [decode(json.loads(el.proto.spec)) for el in at.get("plotly_chart")]
+
+
+def traces(spec: dict, name_prefix: str) -> list[dict]:
+    return [t for t in spec["data"] if str(t.get("name", "")).startswith(name_prefix)]
+
+
+def xtitle(spec: dict) -> str:
+    return spec["layout"].get("xaxis", {}).get("title", {}).get("text", "")
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+def history(root, name):
+    return json.loads((root / name / "history.json").read_text())
+
+
+# -- first open, every page ----------------------------------------------------------------------------
+def test_train_page_shows_the_shipped_run(lab):
+    root, _ = lab
+    at = open_app()
+    assert at.title[0].value == "Train a VAE"
+    assert at.selectbox(key="run.active").value == "fashion-default"
+    h = history(root, "fashion-default")
+    final = h["epochs"][-1]
+    assert at.sidebar.metric[0].value == f"{final['test_elbo']:.1f}"
+    (curves,) = charts(at)
+    raw = traces(curves, "train, per step")
+    assert len(raw) == 3 and len(raw[0]["y"]) == len(h["steps"])
+    np.testing.assert_allclose(raw[0]["y"], [s[1] for s in h["steps"]])
+    test = traces(curves, "test set")[0]
+    np.testing.assert_allclose(test["y"], [e["test_elbo"] for e in h["epochs"]])
+    table = at.dataframe[0].value
+    assert set(SHIPPED) <= set(table["name"])
+    row = table.set_index("name").loc["fashion-default"]
+    assert row["test_elbo"] == pytest.approx(final["test_elbo"])
+    # every config field has a widget with its library range and tooltip
+    latent = at.number_input(key="hp.latent_dim")
+    assert (latent.value, latent.min, latent.max) == (20, 1, 256) and "latent" in latent.help
+    assert at.text_input(key="hp.hidden").value == "512,256"
+
+
+def test_reconstructions_page_shows_images_elbos_and_prior_samples(lab, fashion):
+    at = open_app("pages/reconstruct.py")
+    grid, prior = charts(at)
+    heat = [t for t in grid["data"] if t["type"] == "heatmap"]
+    assert len(heat) == 32  # 16 test images and 16 reconstructions
+    titles = [a["text"] for a in grid["layout"]["annotations"]]
+    first = int(titles[0].split("<br>")[0].lstrip("#"))
+    x = fashion.test_images("bernoulli")[first].reshape(28, 28)
+    np.testing.assert_allclose(heat[0]["z"], np.round(x, 3))  # the test image as the model sees it
+    recon = np.array(heat[8]["z"], float)  # the row under it
+    assert recon.shape == (28, 28) and 0 <= recon.min() and recon.max() <= 1 and 0.05 < recon.std()
+    assert titles[8].startswith("ELBO -") and "KL" in titles[8]
+    elbos = [float(t.split("<br>")[0].split()[1]) for t in titles if t.startswith("ELBO")]
+    assert len(elbos) == 16 and all(-600 < e < -50 for e in elbos)
+    mean = float(at.metric[0].value.split()[0])
+    assert mean == pytest.approx(np.mean(elbos), abs=0.1)
+    assert len([t for t in prior["data"] if t["type"] == "heatmap"]) == 16
+
+
+def test_interpolation_page_shows_both_paths_and_the_latent_map(lab):
+    at = open_app("pages/interpolate.py")
+    ends, linear, spherical, *rest = charts(at)
+    norms = next(c for c in rest if c["layout"]["yaxis"]["title"]["text"] == "‖z(t)‖")
+    latent_map = next(c for c in rest if c is not norms)
+    assert len(linear["data"]) == len(spherical["data"]) == 10
+    lin, sph = (np.array(traces(norms, k)[0]["y"]) for k in ("linear", "spherical"))
+    assert lin[0] == pytest.approx(sph[0]) and lin[-1] == pytest.approx(sph[-1])
+    assert lin[5] < min(lin[0], lin[-1]) and np.allclose(np.diff(sph), np.diff(sph)[0])  # slerp: length linear
+    points = sum(len(t["x"]) for t in latent_map["data"] if t.get("mode") == "markers" and t["name"] != "ends A, B")
+    assert points == 3000
+    assert len(traces(latent_map, "spherical path")[0]["x"]) == 10
+    assert "PC1" in xtitle(latent_map)
+
+
+def test_interpolation_of_a_1d_latent_says_the_map_needs_two_dimensions(lab):
+    at = open_app()
+    at.selectbox(key="run.active").set_value("tiny-1d").run()
+    at.switch_page("pages/interpolate.py").run()
+    assert not at.exception
+    assert "at least 2 latent dimensions" in texts(at.info)
+    axis = next(c for c in charts(at) if "one dimension" in xtitle(c))
+    assert len(traces(axis, "linear path")[0]["x"]) == 10
+    assert sum(len(t["x"]) for t in axis["data"] if t.get("mode") == "markers") == 3000
+
+
+def test_log_px_page_shows_the_bound_the_estimate_and_the_gap(lab):
+    at = open_app("pages/log_px.py")
+    scatter, hist, iwae = charts(at)
+    pts = traces(scatter, "importance sampling")[0]
+    log_px, elbo = np.array(pts["x"]), np.array(pts["y"])
+    assert len(log_px) == 200
+    assert np.all(elbo <= log_px + 1e-6)  # the ELBO is a lower bound, image by image
+    line = traces(scatter, "y = x")[0]
+    assert line["x"] == line["y"]
+    np.testing.assert_allclose(hist["data"][0]["x"], log_px - elbo, rtol=1e-6)
+    curve = iwae["data"][0]
+    assert curve["x"] == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] and iwae["layout"]["xaxis"]["type"] == "log"
+    assert curve["y"][0] == pytest.approx(elbo.mean(), abs=0.05)  # L_1 is the ELBO
+    assert np.all(np.diff(curve["y"]) > -0.05) and curve["y"][-1] == pytest.approx(log_px.mean(), abs=1e-3)
+    assert len(curve["error_y"]["array"]) == 10
+    summary = at.table[0].value
+    assert float(str(summary.iloc[1, 1])) == pytest.approx(log_px.mean(), abs=1e-3)
+    assert [b.label for b in at.get("download_button")] == ["Summary (CSV)", "Per image (CSV)"]
+    # a page switch and back is answered from the cache, not recomputed
+    seconds = at.metric[3].value
+    at.switch_page("pages/training.py").run()
+    at.switch_page("pages/log_px.py").run()
+    assert at.metric[3].value == seconds and not at.get("status")
+
+
+def test_log_px_page_draws_the_exact_answer_of_a_linear_gaussian_run(lab):
+    at = open_app()
+    at.selectbox(key="run.active").set_value("fashion-linear-gaussian").run()
+    at.switch_page("pages/log_px.py").run()
+    at.number_input(key="page.logpx.n").set_value(50)
+    at.get("form_submit_button")[0].click().run()
+    assert not at.exception
+    scatter, hist, iwae = charts(at)
+    est, exact = traces(scatter, "importance sampling")[0], traces(scatter, "exact log p(x)")[0]
+    assert len(exact["x"]) == 50
+    error = np.array(est["x"]) - np.array(exact["x"])
+    assert np.median(np.abs(error)) < 0.5  # IS agrees with the closed form (for most images: q is not p(z|x))
+    assert np.all(np.array(exact["y"]) <= np.array(exact["x"]) + 1e-3)
+    assert traces(iwae, "exact log p(x)")
+    assert "exact log p(x) (closed form)" in list(at.table[0].value["quantity"])
+
+
+def test_log_px_page_adds_the_grid_answer_for_a_2d_latent(lab):
+    from ui import loaders
+
+    at = open_app()
+    at.selectbox(key="run.active").set_value("fashion-2d").run()
+    at.switch_page("pages/log_px.py").run()
+    at.number_input(key="page.logpx.n").set_value(20)
+    at.select_slider(key="page.logpx.k").set_value(100)
+    at.number_input(key="page.logpx.grid").set_value(2)
+    at.get("form_submit_button")[0].click().run()
+    grid_jobs = [j for k, j in loaders.job_registry()._jobs.items() if k[0] == "grid" and k[2] == "fashion-2d"]
+    assert grid_jobs and grid_jobs[-1].finished.wait(120)
+    at.run()
+    assert not at.exception
+    scatter = charts(at)[0]
+    grid = traces(scatter, "grid log p(x)")[0]
+    est = traces(scatter, "importance sampling")[0]
+    assert len(grid["x"]) == 2
+    np.testing.assert_allclose(grid["x"], est["x"][:2], atol=0.5)  # the grid integral and IS agree
+    assert any("grid log p(x)" in q for q in at.table[0].value["quantity"])
+
+
+# -- the sidebar ----------------------------------------------------------------------------------------------
+def test_sidebar_and_page_values_survive_page_switches(lab):
+    at = open_app()
+    at.number_input(key="hp.latent_dim").set_value(7)
+    at.text_input(key="hp.hidden").set_value("64,32")
+    at.radio(key="hp.likelihood").set_value("gaussian").run()
+    at.toggle(key="hp.sigma_learned").set_value(True)  # enabled only for a Gaussian likelihood
+    at.selectbox(key="run.active").set_value("fashion-2d").run()
+    at.switch_page("pages/reconstruct.py").run()
+    at.slider(key="page.rec.n").set_value(8).run()
+    assert len([t for t in charts(at)[0]["data"] if t["type"] == "heatmap"]) == 16
+    at.switch_page("pages/interpolate.py").run()
+    assert not at.exception
+    assert any(xtitle(c) == "z₁" for c in charts(at))  # a 2-D latent is its own map, no PCA
+    at.switch_page("pages/reconstruct.py").run()
+    assert at.slider(key="page.rec.n").value == 8
+    for key, value in (("hp.latent_dim", 7), ("hp.hidden", "64,32"), ("hp.likelihood", "gaussian"),
+                       ("hp.sigma_learned", True), ("run.active", "fashion-2d")):
+        assert at.session_state[key] == value, key
+    assert at.number_input(key="hp.latent_dim").value == 7
+    assert "latent 2" in texts(at.sidebar.caption)
+
+
+def test_a_bad_sidebar_value_gives_an_error_naming_the_field(lab):
+    at = open_app()
+    at.text_input(key="hp.hidden").set_value("0,abc").run()
+    assert "hidden" in texts(at.sidebar.error) and "hidden" in texts(at.error)
+    assert at.button(key="train.go").disabled
+    at.text_input(key="hp.hidden").set_value("64").run()
+    at.number_input(key="hp.kl_warmup_epochs").set_value(9).run()  # more than the 5 epochs
+    assert "kl_warmup_epochs" in texts(at.sidebar.error)
+    at.number_input(key="hp.kl_warmup_epochs").set_value(0).run()
+    assert not at.sidebar.error and not at.button(key="train.go").disabled
+
+
+# -- training --------------------------------------------------------------------------------------------------
+def set_tiny(at, name):
+    for key, value in TINY.items():
+        widget = at.text_input(key="hp." + key) if key == "hidden" else at.number_input(key="hp." + key)
+        widget.set_value(value)
+    at.text_input(key="page.train.name").set_value(name)
+    return at.run()
+
+
+def test_training_saves_a_new_run_and_makes_it_active(lab):
+    root, _ = lab
+    at = set_tiny(open_app(), "tiny-test")
+    assert not at.button(key="train.go").disabled
+    at.button(key="train.go").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    meta = json.loads((root / "tiny-test" / "meta.json").read_text())
+    assert meta["status"] == "complete" and meta["num_train"] == 512
+    assert json.loads((root / "tiny-test" / "config.json").read_text())["hidden"] == [32]
+    assert at.selectbox(key="run.active").value == "tiny-test"
+    assert "Trained **tiny-test**" in texts(at.success)
+    assert at.text_input(key="page.train.name").value != "tiny-test"  # a fresh name for the next run
+    assert "tiny-test" in list(at.dataframe[0].value["name"])
+    # the same name again is refused, never overwritten
+    at.text_input(key="page.train.name").set_value("tiny-test").run()
+    assert "already exists" in texts(at.error) and at.button(key="train.go").disabled
+    at.text_input(key="page.train.name").set_value("../escape").run()
+    assert "not allowed" in texts(at.error)
+
+
+def test_a_second_training_is_refused_while_one_runs(lab):
+    from ui import loaders
+
+    root, _ = lab
+    at = set_tiny(open_app(), "tiny-busy")
+    slots = loaders.training_slots()
+    assert slots.try_acquire()  # another session's training
+    try:
+        at.button(key="train.go").click().run()
+    finally:
+        slots.release()
+    assert "Another training is running" in texts(at.warning)
+    assert not (root / "tiny-busy").exists()
+
+
+def test_a_stopped_training_keeps_its_steps_and_becomes_active(lab, fashion):
+    """Stop (or any rerun) raises Streamlit's RerunException inside fit(); the Trainer saves the steps
+    done, and the next script run makes that run the active one."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+
+    from vae_tf.train import Trainer
+
+    root, _ = lab
+    trainer = Trainer(Config(**{**TINY, "hidden": (32,), "epochs": 2}), fashion, root / "tiny-stopped", steps_per_call=1)
+
+    def click_stop(report):
+        if report.step == 2:
+            raise RerunException(None)
+
+    with pytest.raises(RerunException):
+        trainer.fit(on_step=click_stop)
+    meta = json.loads((root / "tiny-stopped" / "meta.json").read_text())
+    assert (meta["status"], meta["steps_done"]) == ("stopped", 2)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["train.in_progress"] = "tiny-stopped"  # what the interrupted run left behind
+    at.run()
+    assert at.selectbox(key="run.active").value == "tiny-stopped"
+    assert "stopped after 2 steps" in texts(at.info)
+
+
+# -- uploads ---------------------------------------------------------------------------------------------------
+def test_an_invalid_upload_gives_an_error_and_a_valid_one_becomes_the_next_data_set(lab):
+    _, uploads = lab
+    at = open_app()
+    at.file_uploader(key="page.train.upload").upload("bad.npz", b"this is not a zip file").run()
+    assert not at.exception
+    assert "bad.npz was not accepted" in texts(at.error)
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    np.savez(buf, x_train=rng.integers(0, 256, (64, 8, 8), dtype=np.uint8),
+             x_test=rng.integers(0, 256, (16, 8, 8), dtype=np.uint8))
+    at.file_uploader(key="page.train.upload").set_value(("mine.npz", buf.getvalue(), "application/octet-stream"))
+    at.run()
+    assert "64 training and 16 test images of 8×8" in texts(at.success)
+    saved = at.selectbox(key="hp.dataset").value
+    assert Path(saved).parent == uploads and Path(saved).is_file()
+    assert "upload: mine.npz" in at.selectbox(key="hp.dataset").options

@@ -1,0 +1,98 @@
+"""Long computations in background threads, shared by all sessions and kept when a page is left.
+
+A job reports its progress (done, total) and watches a stop event; pages poll it. Results stay
+in the registry (a bounded LRU) so a page switch, a second browser tab or another user asking
+the same question gets the answer at once. Job threads never call Streamlit.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from typing import Any, Callable, Hashable
+
+MAX_FINISHED = 48
+
+
+class Job:
+    def __init__(self, key: Hashable, fn: Callable[["Job"], Any], label: str = ""):
+        self.key, self.label = key, label
+        self.done, self.total = 0, 1
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.error_text = ""
+        self.stop = threading.Event()
+        self.finished = threading.Event()
+        self.started = time.perf_counter()
+        self.seconds = 0.0
+        self._fn = fn
+        self._thread = threading.Thread(target=self._run, name=f"vae-lab-job-{label or 'job'}", daemon=True)
+
+    def _run(self):
+        try:
+            self.result = self._fn(self)
+        except BaseException as e:  # reported to the page, never lost in a thread
+            self.error, self.error_text = e, "".join(traceback.format_exception_only(type(e), e)).strip()
+        finally:
+            self.seconds = time.perf_counter() - self.started
+            self.finished.set()
+
+    def report(self, done: int, total: int, *_):
+        """Matches estimators.estimate_log_px's on_progress(done, total, seconds)."""
+        self.done, self.total = int(done), max(int(total), 1)
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total)
+
+    @property
+    def running(self) -> bool:
+        return not self.finished.is_set()
+
+    @property
+    def eta_seconds(self) -> float | None:
+        elapsed = time.perf_counter() - self.started
+        return elapsed * (self.total - self.done) / self.done if self.done else None
+
+    def cancel(self):
+        self.stop.set()
+
+
+class Jobs:
+    def __init__(self, max_finished: int = MAX_FINISHED):
+        self._lock = threading.Lock()
+        self._jobs: OrderedDict[Hashable, Job] = OrderedDict()
+        self.max_finished = max_finished
+
+    def get(self, key: Hashable) -> Job | None:
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None:
+                self._jobs.move_to_end(key)
+            return job
+
+    def start(self, key: Hashable, fn: Callable[[Job], Any], label: str = "") -> Job:
+        """The job for `key`: the existing one (running or finished), else a new one, started now."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None:
+                self._jobs.move_to_end(key)
+                return job
+            job = Job(key, fn, label)
+            self._jobs[key] = job
+            self._evict()
+        job._thread.start()
+        return job
+
+    def discard(self, key: Hashable):
+        """Forget a finished job (to compute it again); a running one is asked to stop."""
+        with self._lock:
+            job = self._jobs.pop(key, None)
+        if job is not None and job.running:
+            job.cancel()
+
+    def _evict(self):
+        finished = [k for k, j in self._jobs.items() if not j.running]
+        for k in finished[: max(0, len(finished) - self.max_finished)]:
+            del self._jobs[k]

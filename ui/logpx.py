@@ -1,0 +1,136 @@
+"""The log p(x) page's computations, as background jobs keyed on (run, settings).
+
+A job keeps running when its page is left and its result is kept (ui.jobs), so a page switch
+back, a second tab, or another user with the same question gets the answer at once. The
+default question for the shipped default run is started when the server starts (`prewarm`),
+so the page's first open shows results without waiting.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from . import loaders, state
+from .jobs import Job
+
+_log = logging.getLogger(__name__)
+DEFAULT_IMAGES, DEFAULT_K, DEFAULT_SEED, DEFAULT_GRID_IMAGES = 200, 1000, 0, 30
+K_CHOICES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+MAX_IMAGES = 2000
+GRID = dict(n=101, max_n=201, tol=1e-2)  # up to 201×201 points, refined until log p(x) moves < 0.01 nats
+
+
+@dataclass
+class LogPxResult:
+    estimate: object  # estimators.Estimate for the first estimate.num_images test images
+    exact: np.ndarray | None  # closed-form log p(x) of the same images (linear decoder, Gaussian likelihood)
+
+
+def estimate_key(run_key: tuple, n: int, k: int, seed: int) -> tuple:
+    return ("log_px", *run_key, int(n), int(k), int(seed))
+
+
+def grid_key(run_key: tuple, m: int) -> tuple:
+    return ("grid", *run_key, int(m))
+
+
+def _estimate_work(model, x, k: int, seed: int):
+    def work(job: Job) -> LogPxResult:
+        from vae_tf import estimators
+
+        est = estimators.estimate_log_px(model, x, k=k, seed=seed, on_progress=job.report, stop=job.stop)
+        exact = estimators.exact_log_px(model, x[:est.num_images]) if estimators.has_closed_form(model) else None
+        return LogPxResult(est, exact)
+    return work
+
+
+def start_estimate(model, x, run_key: tuple, n: int, k: int, seed: int, registry=None) -> Job:
+    return (registry or loaders.job_registry()).start(estimate_key(run_key, n, k, seed),
+                                        _estimate_work(model, np.asarray(x[:n]), k, seed), label="log-px")
+
+
+def start_grid(model, x, run_key: tuple, m: int) -> Job:
+    """log p(x) by numerical integration over the 2-D latent, for the first m test images."""
+    def work(job: Job) -> np.ndarray:
+        from vae_tf import estimators
+
+        values = []
+        for i in range(m):
+            if job.stop.is_set():
+                break
+            values.append(estimators.grid_posterior(model, x[i], **GRID).log_px)
+            job.report(i + 1, m)
+        return np.array(values)
+    return loaders.job_registry().start(grid_key(run_key, m), work, label="grid")
+
+
+@st.cache_resource
+def prewarm(root: str):
+    """Once per server and checkpoints root: estimate the default question for the shipped default run
+    in the background, with its own copy of the run and data (no Streamlit calls off the script thread)."""
+    name = state.DEFAULT_RUN
+    if name not in state.run_names(Path(root)):
+        return None
+    run_key = (root, name, state.run_stamp(name, Path(root)))
+    registry = loaders.job_registry()  # fetched here: the thread must not call Streamlit
+
+    def warm():
+        from vae_tf import checkpoints, data
+
+        try:
+            run = checkpoints.load_run(checkpoints.run_dir(name, root), name=name)
+            x = data.load_dataset(run.config.dataset).test_images(run.config.likelihood)
+        except Exception as e:  # only a head start: the page computes (and reports) it itself
+            _log.warning("could not pre-compute the log p(x) page for %s: %s", name, e)
+            return
+        start_estimate(run.model, x, run_key, DEFAULT_IMAGES, DEFAULT_K, DEFAULT_SEED, registry)
+
+    thread = threading.Thread(target=warm, name="vae-lab-prewarm", daemon=True)
+    thread.start()
+    return thread
+
+
+# -- tables ------------------------------------------------------------------------------------------
+def _mean_se(a) -> tuple[float, float]:
+    a = np.asarray(a, np.float64)
+    return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan")
+
+
+def summary_table(result: LogPxResult, grid: np.ndarray | None = None) -> pd.DataFrame:
+    est = result.estimate
+    n = est.num_images
+    rows = [("ELBO (analytic KL)", *_mean_se(est.elbo), n),
+            (f"log p(x), importance sampling, K = {est.k}", *_mean_se(est.log_px), n),
+            ("gap = log p(x) − ELBO = KL(q(z|x) ‖ p(z|x))", *_mean_se(est.gap), n),
+            (f"effective sample size of the K = {est.k} weights", *_mean_se(est.ess), n)]
+    if result.exact is not None:
+        rows += [("exact log p(x) (closed form)", *_mean_se(result.exact), n),
+                 ("importance-sampling error, log p̂(x) − exact", *_mean_se(est.log_px - result.exact), n),
+                 ("exact gap, exact log p(x) − ELBO", *_mean_se(result.exact - est.elbo), n)]
+    if grid is not None and len(grid):
+        m = len(grid)
+        rows += [(f"grid log p(x), first {m} images", *_mean_se(grid), m),
+                 (f"importance-sampled log p(x), same {m} images", *_mean_se(est.log_px[:m]), m),
+                 (f"ELBO, same {m} images", *_mean_se(est.elbo[:m]), m)]
+    return pd.DataFrame(rows, columns=["quantity", "mean (nats/image)", "standard error", "images"])
+
+
+def per_image_table(result: LogPxResult, labels, label_name, grid: np.ndarray | None = None) -> pd.DataFrame:
+    est = result.estimate
+    n = est.num_images
+    df = pd.DataFrame({"test_index": np.arange(n), "elbo": est.elbo, "log_px": est.log_px, "gap": est.gap,
+                       "log_px_mc_stderr": est.log_px_mc_stderr, "ess": est.ess})
+    if labels is not None:
+        df.insert(1, "label", [label_name(v) for v in np.asarray(labels)[:n]])
+    if result.exact is not None:
+        df["exact_log_px"] = result.exact
+    if grid is not None and len(grid):
+        df["grid_log_px"] = np.concatenate([grid, np.full(n - len(grid), np.nan)])
+    return df

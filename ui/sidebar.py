@@ -1,0 +1,223 @@
+"""The one sidebar, drawn by app.py on every page: the active run, and the next run's hyperparameters.
+
+Because it is drawn on every page, its widgets never go stale and keep their values across page
+switches. Each widget has an explicit key and gets its first value from session state (never
+from a `value=` argument), so callbacks (defaults, copy a run, a finished upload, a finished
+training) can set them before the widgets are drawn.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from vae_tf.checkpoints import CheckpointError
+from vae_tf.config import DATASETS, FIELDS, Config, ConfigError, format_number
+
+from . import loaders, state
+
+DEFAULTS = Config()
+HP = "hp."  # widget key prefix of the hyperparameters
+SIGMA_LEARNED = "hp.sigma_learned"
+
+# Per-field widget details that FIELDS (the library's ranges) does not carry.
+STEPS = {"batch_size": 16, "beta": 0.1, "learning_rate": 1e-4, "max_train_images": 1000, "sigma": 0.01}
+FORMATS = {"learning_rate": "%.1e", "beta": "%.2f", "sigma": "%.3f"}
+LABELS = {"latent_dim": "latent dimensions", "hidden": "hidden layers", "learning_rate": "learning rate",
+          "batch_size": "batch size", "kl_warmup_epochs": "KL warm-up epochs", "mc_samples": "samples per image",
+          "max_train_images": "max training images", "beta": "β (KL weight)", "sigma": "σ of the Gaussian"}
+
+
+@dataclass
+class Settings:
+    """What the sidebar decided for this script run; pages read it with ui.common.settings()."""
+    root: Path
+    run_name: str | None
+    run_stamp: int
+    run_summary: dict | None
+    run_error: str | None
+    values: dict = field(default_factory=dict)  # next run's raw widget values, by config field
+    config: Config | None = None
+    config_error: str | None = None
+    training: bool = False  # a training of this session is starting: widgets are disabled
+
+
+def default_values() -> dict:
+    d = DEFAULTS.to_dict()
+    d["hidden"] = ",".join(map(str, DEFAULTS.hidden))
+    return d
+
+
+def _set_widgets_from(config_dict: dict):
+    for name, value in config_dict.items():
+        if name == "hidden":
+            value = ",".join(map(str, value)) if not isinstance(value, str) else value
+        if name == "sigma":
+            st.session_state[SIGMA_LEARNED] = value == "learned"
+            if value == "learned":
+                continue
+            value = float(value)
+        if name in ("learning_rate", "beta"):
+            value = float(value)
+        st.session_state[HP + name] = value
+
+
+def reset_to_defaults():
+    _set_widgets_from(default_values())
+
+
+def copy_active_run():
+    summary = _active_summary()
+    if summary:
+        _set_widgets_from(summary["config"])
+
+
+def _active_summary():
+    name = st.session_state.get(state.ACTIVE_RUN)
+    root = state.checkpoints_root()
+    try:
+        return loaders.run_summary(str(root), name, state.run_stamp(name, root)) if name else None
+    except CheckpointError:
+        return None
+
+
+def _init_state():
+    values = default_values()
+    for name in FIELDS:
+        if name == "sigma":
+            st.session_state.setdefault(SIGMA_LEARNED, values["sigma"] == "learned")
+            st.session_state.setdefault(HP + "sigma", DEFAULTS.sigma if DEFAULTS.sigma != "learned" else 0.1)
+        else:
+            st.session_state.setdefault(HP + name, values[name])
+    st.session_state.setdefault(state.UPLOADS, {})
+
+
+# -- the active run ---------------------------------------------------------------------------
+def _run_picker(root: Path, disabled: bool):
+    names = state.run_names(root)
+    if not names:
+        st.sidebar.info(f"No runs in {root} yet: train one on the Train page.")
+        return None
+    current = st.session_state.get(state.ACTIVE_RUN)
+    if current not in names:  # first open, or the run was removed
+        st.session_state[state.ACTIVE_RUN] = state.DEFAULT_RUN if state.DEFAULT_RUN in names else names[0]
+    return st.sidebar.selectbox("Active run", names, key=state.ACTIVE_RUN, disabled=disabled,
+                                help="The trained model every page shows. Runs live in "
+                                     f"{root}; a finished training becomes the active run.")
+
+
+def _run_glance(summary: dict):
+    cfg, meta, final = summary["config"], summary["meta"], summary["final"]
+    c1, c2 = st.sidebar.columns(2)
+    c1.metric("test ELBO", f"{final['test_elbo']:.1f}" if final.get("test_elbo") is not None else "—",
+              help="Mean ELBO of the test images after the last finished epoch, nats/image (higher is better).")
+    c2.metric("epochs", f"{meta.get('epochs_done', 0):g}/{cfg['epochs']}",
+              help=f"status: {meta.get('status', '?')}")
+    sigma = cfg["sigma"] if cfg["likelihood"] == "gaussian" else None
+    parts = [dataset_label(cfg["dataset"]), f"latent {cfg['latent_dim']}",
+             f"hidden {','.join(map(str, cfg['hidden']))}", f"{cfg['decoder']} decoder",
+             cfg["likelihood"] + (f" σ={sigma}" if sigma is not None else ""),
+             f"{cfg['objective']}" + (f" k={cfg['mc_samples']}" if cfg["mc_samples"] > 1 else ""),
+             f"β={cfg['beta']:g}", f"lr {cfg['learning_rate']:g}", f"batch {cfg['batch_size']}"]
+    status = meta.get("status", "")
+    st.sidebar.caption(" · ".join(parts) + (f" · **{status}**" if status and status != "complete" else ""))
+
+
+def dataset_label(name: str) -> str:
+    if name in DATASETS:
+        return name
+    uploads = st.session_state.get(state.UPLOADS, {})
+    return f"upload: {uploads.get(name, Path(name).name)}"
+
+
+# -- the next run's hyperparameters ---------------------------------------------------------------
+def _widget(spec, disabled: bool):
+    key, label = HP + spec.name, LABELS.get(spec.name, spec.name.replace("_", " "))
+    kw = dict(key=key, help=spec.help, disabled=disabled)
+    if spec.name == "dataset":
+        options = list(DATASETS) + [p for p in st.session_state[state.UPLOADS] if p not in DATASETS]
+        if st.session_state.get(key) not in options:
+            options.append(st.session_state[key])
+        return st.selectbox("data set", options, format_func=dataset_label, **kw)
+    if spec.kind == "int":
+        return st.number_input(label, min_value=int(spec.lo), max_value=int(spec.hi),
+                               step=STEPS.get(spec.name, 1), **kw)
+    if spec.kind == "optional_int":
+        return st.number_input(label, min_value=int(spec.lo), max_value=int(spec.hi), step=STEPS.get(spec.name, 1),
+                               placeholder="all", **kw)
+    if spec.kind == "float":
+        return st.number_input(label, min_value=float(spec.lo), max_value=float(spec.hi),
+                               step=STEPS.get(spec.name, 0.01), format=FORMATS.get(spec.name, "%g"), **kw)
+    if spec.kind == "choice":
+        return st.radio(label, spec.choices, horizontal=True, **kw)
+    if spec.kind == "hidden":
+        return st.text_input(label, **kw)
+    if spec.kind == "sigma":
+        gaussian = st.session_state.get(HP + "likelihood") == "gaussian"
+        learned = st.toggle("learn σ", key=SIGMA_LEARNED, disabled=disabled or not gaussian,
+                            help="Train one σ for all pixels with the rest of the model (Gaussian likelihood only).")
+        value = st.number_input(label, min_value=float(spec.lo), max_value=float(spec.hi), step=STEPS["sigma"],
+                                format=FORMATS["sigma"], key=key, help=spec.help,
+                                disabled=disabled or not gaussian or learned)
+        return "learned" if learned else value
+    return st.text_input(label, **kw)
+
+
+def values_from_state() -> dict:
+    """The next run's config fields as the widgets hold them now (callbacks may read this too)."""
+    values = {name: st.session_state.get(HP + name) for name in FIELDS}
+    if st.session_state.get(SIGMA_LEARNED):
+        values["sigma"] = "learned"
+    return values
+
+
+def config_from_state() -> tuple[Config | None, str | None]:
+    try:
+        return Config(**values_from_state()), None
+    except ConfigError as e:
+        return None, str(e)
+
+
+def _hyperparameters(disabled: bool, expanded: bool) -> tuple[dict, Config | None, str | None]:
+    with st.sidebar.expander("Hyperparameters for the next run", expanded=expanded, icon=":material/tune:"):
+        for spec in FIELDS.values():
+            _widget(spec, disabled)
+        c1, c2 = st.columns(2)
+        c1.button("Defaults", on_click=reset_to_defaults, disabled=disabled, key="hp.reset",
+                  help="Put every hyperparameter back to the library's default.", width="stretch")
+        c2.button("Copy active run", on_click=copy_active_run, disabled=disabled, key="hp.copy",
+                  help="Start from the active run's settings.", width="stretch")
+    config, error = config_from_state()
+    return values_from_state(), config, error
+
+
+def render(page_url: str = "") -> Settings:
+    """Draw the sidebar; store and return this run's Settings."""
+    _init_state()
+    root = state.checkpoints_root()
+    training = bool(st.session_state.get(state.TRAIN_REQUEST))
+    name = _run_picker(root, disabled=training)
+    summary, error, stamp = None, None, 0
+    if name:
+        stamp = state.run_stamp(name, root)
+        try:
+            summary = loaders.run_summary(str(root), name, stamp)
+            _run_glance(summary)
+        except CheckpointError as e:
+            error = str(e)
+            st.sidebar.error(f"Run {name} cannot be read: {e}")
+    values, config, config_error = _hyperparameters(training, expanded=page_url in ("", "train"))
+    if config_error:
+        st.sidebar.error(f"Hyperparameters: {config_error}", icon=":material/error:")
+    settings = Settings(root, name, stamp, summary, error, values, config, config_error, training)
+    st.session_state[state.SETTINGS] = settings
+    return settings
+
+
+def config_summary(config: Config) -> str:
+    """One line describing a config, for messages."""
+    d = dataclasses.asdict(config)
+    return ", ".join(f"{k}={format_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v}"
+                     for k, v in d.items())

@@ -1,0 +1,237 @@
+"""Training from the app: the Train button, the live view, Stop, and what happens afterwards.
+
+Training runs in the script thread. Its on_step callback updates placeholders a few times a
+second; every such Streamlit call is also where Streamlit checks for a pending rerun, so a
+click on Stop (or on anything else) raises Streamlit's RerunException from inside `fit`. The
+Trainer catches BaseException, saves the steps already done with status "stopped", and
+re-raises; the next script run then finds the name in TRAIN_IN_PROGRESS (`finalize`) and makes
+that run the active one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from vae_tf import checkpoints, plots
+from vae_tf.config import Config
+from vae_tf.data import DataError, load_npz
+
+from . import common, loaders, sidebar, state
+
+UI_INTERVAL = 0.2  # seconds between progress updates (~5/s)
+CHART_INTERVAL = 1.0  # seconds between redraws of the live curves
+
+
+def suggest_name(root: Path) -> str:
+    existing = set(state.run_names(root)) | {p.name for p in root.glob("*")} if root.is_dir() else set()
+    base = time.strftime("run-%Y%m%d-%H%M")
+    name, i = base, 2
+    while name in existing:
+        name, i = f"{base}-{i}", i + 1
+    return name
+
+
+def name_problem(name: str, root: Path) -> str | None:
+    """Why `name` cannot be used for a new run, or None."""
+    try:
+        path = checkpoints.run_dir(name, root)
+    except checkpoints.CheckpointError as e:
+        return str(e)
+    if path.exists():
+        return f"a run named {name!r} already exists; choose another name (runs are never overwritten)"
+    return None
+
+
+def request(name_key: str = state.TRAIN_NAME):
+    """The Train button's callback: runs before the script, so the sidebar draws disabled widgets."""
+    config, _ = sidebar.config_from_state()
+    if config is not None:
+        st.session_state[state.TRAIN_REQUEST] = {"name": st.session_state.get(name_key, ""), "config": config}
+
+
+# -- after a training (finished, stopped, or interrupted by any rerun) ------------------------------------
+def finalize():
+    """Called by app.py before the sidebar: make this session's last training the active run."""
+    name = st.session_state.pop(state.TRAIN_IN_PROGRESS, None)
+    if not name:
+        return
+    root = state.checkpoints_root()
+    path = root / name
+    if not (path / "meta.json").is_file():
+        _remove_if_empty(path)
+        common.flash("warning", f"Training of **{name}** stopped before its first step finished; nothing was saved.")
+        return
+    meta = checkpoints.read_meta(path)
+    st.session_state[state.ACTIVE_RUN] = name
+    st.session_state[state.TRAIN_NAME] = suggest_name(root)
+    epochs = meta.get("epochs_done", 0)
+    if meta.get("status") == "stopped":
+        common.flash("info", f"Training stopped after {meta.get('steps_done')} steps ({epochs:g} epochs). "
+                             f"The steps done are saved as run **{name}**, now the active run.")
+    else:
+        final = (checkpoints.read_json(path / "history.json").get("epochs") or [{}])[-1]
+        elbo = final.get("test_elbo")
+        common.flash("success", f"Trained **{name}** for {epochs:g} epochs"
+                                + (f": test ELBO {elbo:.2f} nats/image" if elbo is not None else "")
+                                + ". It is now the active run.")
+
+
+def _remove_if_empty(path: Path):
+    try:
+        path.rmdir()  # only an empty directory: a run with files is never deleted
+    except OSError:
+        pass
+
+
+# -- the training itself -------------------------------------------------------------------------------
+class LiveView:
+    """Placeholders updated from the trainer's callbacks, throttled to a few updates a second."""
+
+    def __init__(self, status, config: Config, steps_per_epoch: int):
+        self.status, self.config, self.spe = status, config, steps_per_epoch
+        self.bar = st.progress(0.0, text="compiling the training step…")
+        self.stats = st.empty()
+        self.chart = st.empty()
+        self.steps: list[list[float]] = []
+        self.epochs: list[dict] = []
+        self.last_ui = self.last_chart = 0.0
+        self.draws = 0
+
+    def on_step(self, r):
+        self.steps.append([r.step, r.elbo, r.recon, r.kl])
+        now = time.perf_counter()
+        if now - self.last_ui >= UI_INTERVAL or r.step == r.total_steps:
+            self.last_ui = now
+            self.bar.progress(r.step / r.total_steps,
+                              text=f"step {r.step:,} of {r.total_steps:,} · epoch {r.epoch:.2f} of {self.config.epochs}")
+            self.stats.markdown(f"**{r.images_per_sec:,.0f}** images/s · ETA **{common.fmt_seconds(r.eta_seconds)}** · "
+                                f"ELBO {r.elbo:.1f} = reconstruction {r.recon:.1f} − KL {r.kl:.1f} nats/image")
+        if now - self.last_chart >= CHART_INTERVAL:
+            self.last_chart = now
+            self.draw()
+
+    def on_epoch(self, report):
+        self.epochs.append(dataclasses.asdict(report))
+        self.status.update(label=f"Training — epoch {report.epoch} of {self.config.epochs}: "
+                                 f"test ELBO {report.test_elbo:.2f}")
+        self.draw()
+
+    def draw(self):
+        if not self.steps:
+            return
+        self.draws += 1  # a fresh key per redraw: the same figure twice must not collide
+        with self.chart.container():
+            st.plotly_chart(plots.training_curves(self.steps, self.spe, self.epochs), width="stretch",
+                            key=f"train.live.{self.draws}")
+
+
+def train(request: dict):
+    """Train the requested run in this script thread, then rerun so it becomes the active run."""
+    from vae_tf.train import Trainer, TrainingDiverged  # deferred: TensorFlow
+
+    name, config = request["name"], request["config"]
+    root = state.checkpoints_root()
+    problem = name_problem(name, root)
+    if problem:
+        st.error(f"Cannot train: {problem}.")
+        return
+    slots = loaders.training_slots()
+    if not slots.try_acquire():
+        st.warning("Another training is running, wait or try a smaller run.")
+        return
+    path = checkpoints.run_dir(name, root)
+    try:
+        try:
+            dataset = loaders.dataset(config.dataset)
+        except DataError as e:
+            st.error(f"Cannot load the data set: {e}")
+            return
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            path.mkdir()  # claims the name atomically: two sessions cannot both write it
+        except FileExistsError:
+            st.error(f"A run named {name!r} already exists; choose another name (runs are never overwritten).")
+            return
+        try:
+            trainer = Trainer(config, dataset, path)
+        except ValueError as e:  # e.g. a batch larger than the training set
+            _remove_if_empty(path)
+            st.error(f"Cannot train: {e}")
+            return
+        st.session_state[state.TRAIN_IN_PROGRESS] = name
+        st.button("Stop", key="train.stop", icon=":material/stop_circle:",
+                  help="Stop after the current step; the steps done are saved as the run.")
+        with st.status(f"Training **{name}** — {trainer.total_steps:,} steps on {trainer.num_train:,} images",
+                       expanded=True) as status:
+            view = LiveView(status, config, trainer.steps_per_epoch)
+            try:
+                trainer.fit(on_step=view.on_step, on_epoch=view.on_epoch)
+            except TrainingDiverged as e:
+                st.session_state.pop(state.TRAIN_IN_PROGRESS, None)
+                status.update(label="Training diverged", state="error")
+                kept = (path / "meta.json").is_file()
+                _remove_if_empty(path)
+                st.error(f"{e}" + (f" The last good checkpoint is kept as run **{name}**." if kept else
+                                   " Nothing was saved.") + " Try a smaller learning rate.")
+                return
+            status.update(label=f"Trained **{name}**", state="complete")
+    finally:
+        slots.release()
+    st.rerun()  # finalize() makes it the active run and says so
+
+
+# -- uploads ---------------------------------------------------------------------------------------------
+def on_upload(key: str = "page.train.upload"):
+    """The uploader's callback: check the file with the library, keep a valid one under uploads/,
+    and make it the data set of the next run."""
+    f = st.session_state.get(key)
+    if f is None:
+        return
+    data = f.getvalue()
+    try:
+        ds = load_npz(data, name=f.name)
+    except DataError as e:
+        st.session_state[state.UPLOAD_RESULT] = ("error", f"{f.name} was not accepted: {e}")
+        return
+    folder = state.uploads_root()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.npz"  # same content, same file
+    if not path.exists():
+        checkpoints.atomic_write_bytes(path, data)
+    st.session_state.setdefault(state.UPLOADS, {})[str(path)] = f.name
+    st.session_state["hp.dataset"] = str(path)
+    h, w = ds.image_shape
+    labels = f", {len(ds.class_names)} classes" if ds.class_names else ", no labels"
+    st.session_state[state.UPLOAD_RESULT] = (
+        "success", f"{f.name}: {len(ds.x_train):,} training and {len(ds.x_test):,} test images of {h}×{w} pixels"
+                   f"{labels}. It is now the data set of the next run (sidebar).")
+
+
+# -- the table of runs -----------------------------------------------------------------------------------
+RUN_COLUMNS = ["name", "status", "test_elbo", "log_px", "dataset", "latent_dim", "hidden", "decoder", "likelihood",
+               "sigma", "objective", "mc_samples", "beta", "learning_rate", "batch_size", "epochs_done",
+               "train_elbo", "updated"]
+
+
+def runs_table(root: Path) -> pd.DataFrame:
+    df = checkpoints.list_runs(root) if root.is_dir() else pd.DataFrame(columns=RUN_COLUMNS)
+    if df.empty:
+        return pd.DataFrame(columns=RUN_COLUMNS)
+    df = df[[c for c in RUN_COLUMNS + ["error"] if c in df.columns]].copy()
+    # sigma mixes numbers and "learned"; dataset may be a long path: show both as short text
+    df["sigma"] = [("" if lk != "gaussian" else str(s)) for s, lk in zip(df["sigma"], df["likelihood"])]
+    df["dataset"] = [Path(d).name if isinstance(d, str) and d.endswith(".npz") else d for d in df["dataset"]]
+    if "error" in df and not df["error"].fillna("").astype(bool).any():
+        df = df.drop(columns="error")
+    return df.sort_values("updated", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def history_curves(run_summary_history: dict, steps_per_epoch: int):
+    steps = np.asarray(run_summary_history.get("steps") or [], np.float64).reshape(-1, 4)
+    return plots.training_curves(steps, steps_per_epoch, run_summary_history.get("epochs") or [])

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -295,9 +296,10 @@ def test_a_second_training_is_refused_while_one_runs(lab):
 
 
 def test_a_stopped_training_keeps_its_steps_and_becomes_active(lab, fashion):
-    """Stop (or any rerun) raises Streamlit's RerunException inside fit(); the Trainer saves the steps
-    done, and the next script run makes that run the active one."""
-    from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+    """Stop (or any rerun, or closing the tab) raises Streamlit's StopException inside fit(); the Trainer
+    saves the steps done, and the next script run (which may start before that save: fastReruns)
+    waits for it and makes that run the active one."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
     from vae_tf.train import Trainer
 
@@ -306,15 +308,23 @@ def test_a_stopped_training_keeps_its_steps_and_becomes_active(lab, fashion):
 
     def click_stop(report):
         if report.step == 2:
-            raise RerunException(None)
+            raise StopException()
 
-    with pytest.raises(RerunException):
-        trainer.fit(on_step=click_stop)
+    done = threading.Event()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["train.in_progress"] = {"name": "tiny-stopped", "done": done}  # left by the stopped run
+
+    def old_script_thread():  # still unwinding when the new run starts
+        with pytest.raises(StopException):
+            trainer.fit(on_step=click_stop)
+        done.set()
+
+    thread = threading.Thread(target=old_script_thread)
+    thread.start()
+    at.run()
+    thread.join()
     meta = json.loads((root / "tiny-stopped" / "meta.json").read_text())
     assert (meta["status"], meta["steps_done"]) == ("stopped", 2)
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["train.in_progress"] = "tiny-stopped"  # what the interrupted run left behind
-    at.run()
     assert at.selectbox(key="run.active").value == "tiny-stopped"
     assert "stopped after 2 steps" in texts(at.info)
 

@@ -113,7 +113,7 @@ def _run_glance(summary: dict):
     c1, c2 = st.sidebar.columns(2)
     c1.metric("test ELBO", f"{final['test_elbo']:.1f}" if final.get("test_elbo") is not None else "—",
               help="Mean ELBO of the test images after the last finished epoch, nats/image (higher is better).")
-    c2.metric("epochs", f"{meta.get('epochs_done', 0):g}/{cfg['epochs']}",
+    c2.metric("epochs", f"{round(meta.get('epochs_done', 0), 1):g}/{cfg['epochs']}",
               help=f"status: {meta.get('status', '?')}")
     sigma = cfg["sigma"] if cfg["likelihood"] == "gaussian" else None
     parts = [dataset_label(cfg["dataset"]), f"latent {cfg['latent_dim']}",

@@ -1,16 +1,18 @@
 """Training from the app: the Train button, the live view, Stop, and what happens afterwards.
 
 Training runs in the script thread. Its on_step callback updates placeholders a few times a
-second; every such Streamlit call is also where Streamlit checks for a pending rerun, so a
-click on Stop (or on anything else) raises Streamlit's RerunException from inside `fit`. The
-Trainer catches BaseException, saves the steps already done with status "stopped", and
-re-raises; the next script run then finds the name in TRAIN_IN_PROGRESS (`finalize`) and makes
-that run the active one.
+second; every such Streamlit call is also where Streamlit checks for a pending stop, so a click
+on Stop (or on anything else, or closing the tab) raises Streamlit's StopException from inside
+`fit`. The Trainer catches BaseException, saves the steps already done with status "stopped",
+and re-raises. With runner.fastReruns (the default) the click's new script run starts at once in
+a new thread, while the old one is still finishing its compiled call and saving: `finalize`
+therefore waits for the old run's `done` event before it reads the run and makes it active.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 import time
 from pathlib import Path
 
@@ -58,9 +60,13 @@ def request(name_key: str = state.TRAIN_NAME):
 # -- after a training (finished, stopped, or interrupted by any rerun) ------------------------------------
 def finalize():
     """Called by app.py before the sidebar: make this session's last training the active run."""
-    name = st.session_state.pop(state.TRAIN_IN_PROGRESS, None)
-    if not name:
+    entry = st.session_state.pop(state.TRAIN_IN_PROGRESS, None)
+    if not entry:
         return
+    name, done = entry["name"], entry["done"]
+    if not done.is_set():  # the interrupted run is still saving its last steps
+        with st.spinner(f"Saving the steps of {name} done so far…"):
+            done.wait(timeout=300)
     root = state.checkpoints_root()
     path = root / name
     if not (path / "meta.json").is_file():
@@ -72,7 +78,7 @@ def finalize():
     st.session_state[state.TRAIN_NAME] = suggest_name(root)
     epochs = meta.get("epochs_done", 0)
     if meta.get("status") == "stopped":
-        common.flash("info", f"Training stopped after {meta.get('steps_done')} steps ({epochs:g} epochs). "
+        common.flash("info", f"Training stopped after {meta.get('steps_done')} steps ({epochs:.2f} epochs). "
                              f"The steps done are saved as run **{name}**, now the active run.")
     else:
         final = (checkpoints.read_json(path / "history.json").get("epochs") or [{}])[-1]
@@ -118,8 +124,8 @@ class LiveView:
 
     def on_epoch(self, report):
         self.epochs.append(dataclasses.asdict(report))
-        self.status.update(label=f"Training — epoch {report.epoch} of {self.config.epochs}: "
-                                 f"test ELBO {report.test_elbo:.2f}")
+        self.status.update(label=f"Training — epoch {report.epoch} of {self.config.epochs} done: "
+                                 f"test ELBO {report.test_elbo:.2f}", expanded=True)
         self.draw()
 
     def draw(self):
@@ -164,15 +170,17 @@ def train(request: dict):
             _remove_if_empty(path)
             st.error(f"Cannot train: {e}")
             return
-        st.session_state[state.TRAIN_IN_PROGRESS] = name
+        done = threading.Event()  # set once fit() has returned or raised, i.e. after the Trainer's last save
+        st.session_state[state.TRAIN_IN_PROGRESS] = {"name": name, "done": done}
         st.button("Stop", key="train.stop", icon=":material/stop_circle:",
-                  help="Stop after the current step; the steps done are saved as the run.")
+                  help="Stop after the steps being computed now; every finished step is saved as the run.")
         with st.status(f"Training **{name}** — {trainer.total_steps:,} steps on {trainer.num_train:,} images",
                        expanded=True) as status:
             view = LiveView(status, config, trainer.steps_per_epoch)
             try:
                 trainer.fit(on_step=view.on_step, on_epoch=view.on_epoch)
             except TrainingDiverged as e:
+                done.set()
                 st.session_state.pop(state.TRAIN_IN_PROGRESS, None)
                 status.update(label="Training diverged", state="error")
                 kept = (path / "meta.json").is_file()
@@ -180,6 +188,8 @@ def train(request: dict):
                 st.error(f"{e}" + (f" The last good checkpoint is kept as run **{name}**." if kept else
                                    " Nothing was saved.") + " Try a smaller learning rate.")
                 return
+            finally:
+                done.set()
             status.update(label=f"Trained **{name}**", state="complete")
     finally:
         slots.release()

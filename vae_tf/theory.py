@@ -1,0 +1,232 @@
+"""The derivation's numbers for one image, each computed twice: by the tfd objects and by the formula.
+
+    log p(x) = ELBO(x) + KL(q(z|x) ‖ p(z|x))
+    ELBO(x)  = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))
+    KL(q ‖ p(z)) = ½ Σ_j (μ_j² + s_j² − log s_j² − 1)                     (q = N(μ, diag s²), p(z) = N(0, I))
+    Gaussian decoder:  −log p(x|z) = ‖x − f(z)‖²/(2σ²) + D·log σ + (D/2)·log 2π
+    Bernoulli decoder: −log p(x|z) = −Σ_i [x_i log f_i(z) + (1 − x_i) log(1 − f_i(z))],  f = sigmoid(logits)
+
+The expectation over q is a Monte-Carlo average over S draws z_s = μ + s·ε_s, with ε_s the very
+draws `estimators.estimate_log_px(model, x[None], k=S, seed)` makes, so that the Jensen view here,
+log (1/S) Σ w_s ≥ (1/S) Σ log w_s, reproduces that estimator's log p̂(x) and ELBO to the last digit.
+
+Also: why the prior is a hopeless proposal for importance sampling (Doersch 2016, p. 7).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from . import estimators
+
+tfd = tfp.distributions
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class Term:
+    """One quantity computed two ways, which must agree up to float32 round-off."""
+    tfd: float
+    formula: float
+
+    @property
+    def difference(self) -> float:
+        return abs(self.tfd - self.formula)
+
+
+@dataclass
+class Derivation:
+    likelihood: str  # "bernoulli" or "gaussian"
+    num_samples: int  # S, the draws from q that estimate E_q[·]
+    num_pixels: int  # D
+    mu: np.ndarray  # (d,) q's mean
+    s: np.ndarray  # (d,) q's standard deviations
+    recon: Term  # E_q[log p(x|z)]
+    kl: Term  # KL(q(z|x) ‖ p(z)), exact
+    kl_mc: float  # the S-draw average of log q(z|x) − log p(z), for comparison
+    mean_log_w: float  # (1/S) Σ log w_s, w = p(x, z)/q(z|x): the ELBO with the KL sampled too
+    log_mean_w: float  # log (1/S) Σ w_s: the importance-sampling estimate of log p(x)
+    log_mean_likelihood: float  # log E_q[p(x|z)] — what a dropped log computes the log of
+    sigma: float | None = None  # the Gaussian decoder's σ
+    sq_error: float | None = None  # E_q ‖x − f(z)‖² (Gaussian)
+    log_norm: float | None = None  # D·log σ + (D/2)·log 2π (Gaussian)
+
+    @property
+    def elbo(self) -> Term:
+        return Term(self.recon.tfd - self.kl.tfd, self.recon.formula - self.kl.formula)
+
+    @property
+    def loss(self) -> float:
+        """The VAE's loss for this image, −ELBO (formula side)."""
+        return -self.elbo.formula
+
+    @property
+    def error_term(self) -> float | None:
+        """E_q ‖x − f(z)‖²/(2σ²), the Gaussian decoder's error term."""
+        return None if self.sq_error is None else self.sq_error / (2 * self.sigma ** 2)
+
+    # -- the pitfalls, as numbers ------------------------------------------------
+    @property
+    def kl_without_half(self) -> float:
+        """Σ (μ² + s² − log s² − 1) with the ½ forgotten: twice the KL."""
+        return 2 * self.kl.formula
+
+    @property
+    def error_term_with_pi(self) -> float | None:
+        """E_q ‖x − f(z)‖²/(2πσ²): the normaliser's π slipped into the exponent's denominator."""
+        return None if self.sq_error is None else self.sq_error / (2 * math.pi * self.sigma ** 2)
+
+    @property
+    def dropped_log_value(self) -> float:
+        """E_q[p(x|z)] − KL: the ELBO with the log dropped inside the expectation. E_q[p(x|z)] is
+        a probability (density) of a whole image, e^(−hundreds), so this is −KL to any precision."""
+        return math.exp(self.log_mean_likelihood) - self.kl.formula if self.log_mean_likelihood < 700 else math.inf
+
+
+def _draws(model, x, num_samples: int, seed: int):
+    """q, and S draws z = μ + s·ε with estimate_log_px's noise for an image at batch position 0."""
+    x = np.asarray(x, np.float32).reshape(1, -1)
+    q = model.posterior(x)
+    eps = estimators.image_noise(seed, 0, num_samples, model.config.latent_dim)[:, None, :]  # (S, 1, d)
+    z = q.bijector.forward(tf.constant(eps))
+    return x, q, z
+
+
+def derivation(model, x, num_samples: int = 5000, seed: int = 0) -> Derivation:
+    """Every term of the ELBO of one image x (D,), each from the tfd objects and from its formula."""
+    x, q, z = _draws(model, x, num_samples, seed)
+    prior, lik = model.prior(), model.likelihood(z)
+    # -- tfd's side
+    ll_tfd = lik.log_prob(x).numpy()[:, 0].astype(np.float64)  # (S,) log p(x|z_s)
+    kl_tfd = float(tfd.kl_divergence(q, prior).numpy()[0])
+    log_q_minus_prior = (q.log_prob(z) - prior.log_prob(z)).numpy()[:, 0].astype(np.float64)
+    # -- the formulas, in float64 numpy from the raw network outputs
+    out = model.decoder(tf.reshape(z, [-1, model.config.latent_dim])).numpy().astype(np.float64)  # (S, D)
+    xd = x.astype(np.float64)
+    mu, s = q.loc.numpy()[0].astype(np.float64), q.stddev().numpy()[0].astype(np.float64)
+    D = x.shape[1]
+    sigma = sq_error = log_norm = None
+    if model.config.likelihood == "bernoulli":
+        # log f = −softplus(−l), log(1 − f) = −softplus(l): stable for large |logits| l
+        ll_formula = -(xd * np.logaddexp(0, -out) + (1 - xd) * np.logaddexp(0, out)).sum(1)
+    else:
+        sigma = float(model.sigma.numpy())
+        sq = ((xd - out) ** 2).sum(1)  # ‖x − f(z_s)‖²
+        log_norm = D * math.log(sigma) + D / 2 * LOG_2PI
+        ll_formula = -sq / (2 * sigma ** 2) - log_norm
+        sq_error = float(sq.mean())
+    kl_formula = 0.5 * float(np.sum(mu ** 2 + s ** 2 - np.log(s ** 2) - 1))
+    log_w = ll_tfd - log_q_minus_prior
+    S = num_samples
+    return Derivation(
+        likelihood=model.config.likelihood, num_samples=S, num_pixels=D, mu=mu, s=s,
+        recon=Term(float(ll_tfd.mean()), float(ll_formula.mean())),
+        kl=Term(kl_tfd, kl_formula), kl_mc=float(log_q_minus_prior.mean()),
+        mean_log_w=float(log_w.mean()), log_mean_w=float(_logsumexp(log_w) - math.log(S)),
+        log_mean_likelihood=float(_logsumexp(ll_tfd) - math.log(S)),
+        sigma=sigma, sq_error=sq_error, log_norm=log_norm)
+
+
+@dataclass
+class Reference:
+    """The best log p(x) available for one image, and how it was obtained."""
+    log_px: float
+    method: str  # "exact", "grid" or "importance sampling"
+    detail: str
+    kl_q_posterior: float | None = None  # the grid's own KL(q ‖ p(z|x)), when method == "grid"
+
+
+def reference_log_px(model, x, k: int = 5000, seed: int = 0) -> Reference:
+    """Closed form for a linear-Gaussian model, a grid integral for a 2-D latent, else importance sampling."""
+    x = np.asarray(x, np.float32).reshape(1, -1)
+    if estimators.has_closed_form(model):
+        return Reference(float(estimators.exact_log_px(model, x)[0]), "exact",
+                         "closed form: p(x) = N(x; b, WWᵀ + σ²I)")
+    if model.config.latent_dim == 2:
+        g = estimators.grid_posterior(model, x[0], n=101, max_n=201, tol=1e-2)
+        return Reference(g.log_px, "grid", f"numerical integral over a {len(g.z1)}×{len(g.z2)} grid of z",
+                         g.kl_q_posterior)
+    est = estimators.estimate_log_px(model, x, k=k, seed=seed)
+    return Reference(float(est.log_px[0]), "importance sampling",
+                     f"importance sampling with q as the proposal, K = {k}")
+
+
+# -- reading a 2-D posterior off its grid -------------------------------------------------------------
+def log_joint_grid(model, x, z1, z2, chunk: int = 8192) -> np.ndarray:
+    """log p(x|z) + log p(z) at every (z1[j], z2[i]), rows following z2, for one image x (D,)."""
+    zz = np.stack(np.meshgrid(z1, z2), -1).reshape(-1, 2).astype(np.float32)
+    xt = tf.constant(np.asarray(x, np.float32).reshape(1, -1))
+    prior = model.prior()
+    parts = [(model.likelihood(zz[i:i + chunk]).log_prob(xt) + prior.log_prob(zz[i:i + chunk])).numpy()
+             for i in range(0, len(zz), chunk)]
+    return np.concatenate(parts).astype(np.float64).reshape(len(z2), len(z1))
+
+
+def posterior_modes(z1, z2, log_posterior, radius: int = 6, within: float = 30.0, max_modes: int = 3):
+    """Local maxima of the gridded log p(z|x), highest first: a grid point counts when no point within
+    `radius` cells is higher and it lies less than `within` nats under the peak. → [(z (2,), log p)]."""
+    lp = np.asarray(log_posterior, np.float64)
+    padded = np.pad(lp, radius, constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * radius + 1, 2 * radius + 1))
+    is_max = (lp >= windows.max(axis=(2, 3))) & (lp > lp.max() - within)
+    rows, cols = np.nonzero(is_max)
+    order = np.argsort(-lp[rows, cols])[:max_modes]
+    return [(np.array([z1[cols[i]], z2[rows[i]]]), float(lp[rows[i], cols[i]])) for i in order]
+
+
+def mass_within(z1, z2, log_posterior, loc, scale, k: float = 2.0) -> float:
+    """The share of p(z|x)'s mass (on the grid) inside q's k-σ ellipse. q itself keeps 1 − e^(−k²/2) there."""
+    g1, g2 = np.meshgrid(z1, z2)
+    inside = ((g1 - loc[0]) / scale[0]) ** 2 + ((g2 - loc[1]) / scale[1]) ** 2 <= k * k
+    w = np.exp(np.asarray(log_posterior, np.float64) - np.max(log_posterior))
+    return float(w[inside].sum() / w.sum())
+
+
+# -- why not sample the prior? ---------------------------------------------------------------------
+@dataclass
+class ProposalStudy:
+    """log p̂_k(x) = log (1/k) Σ_{i≤k} w_i and the ESS of those k weights, for each proposal, k and repeat."""
+    ks: tuple[int, ...]
+    repeats: int
+    log_px: dict  # proposal → (repeats, len(ks))
+    ess: dict  # proposal → (repeats, len(ks))
+
+    def summary(self, proposal: str) -> dict:
+        est, ess = self.log_px[proposal], self.ess[proposal]
+        spread = est.std(0, ddof=1) if self.repeats > 1 else np.full(len(self.ks), np.nan)
+        return {"k": list(self.ks), "mean": est.mean(0), "std": spread,
+                "min": est.min(0), "max": est.max(0), "ess_mean": ess.mean(0)}
+
+
+def proposal_study(model, x, ks=(1, 10, 100, 1000, 5000), repeats: int = 8,
+                   proposals=("prior", "posterior")) -> ProposalStudy:
+    """For one image: importance sampling with each proposal, `repeats` times (seeds 0, 1, …).
+
+    Repeat r draws max(ks) weights once (estimators.log_weights, seed r); the estimate with k
+    samples uses the first k of them, which is what estimate_log_px(k=k, seed=r) computes."""
+    x = np.asarray(x, np.float32).reshape(1, -1)
+    ks = tuple(sorted({int(k) for k in ks}))
+    K = ks[-1]
+    out_px, out_ess = {}, {}
+    for proposal in proposals:
+        px, ess = np.empty((repeats, len(ks))), np.empty((repeats, len(ks)))
+        for r in range(repeats):
+            lw, _ = estimators.log_weights(model, x, K, proposal=proposal, seed=r)
+            lw = lw[:, 0]
+            for j, k in enumerate(ks):
+                lse = _logsumexp(lw[:k])
+                px[r, j] = lse - math.log(k)
+                ess[r, j] = math.exp(2 * lse - _logsumexp(2 * lw[:k]))  # (Σw)² / Σw²
+        out_px[proposal], out_ess[proposal] = px, ess
+    return ProposalStudy(ks, repeats, out_px, out_ess)
+
+
+def _logsumexp(a) -> float:
+    a = np.asarray(a, np.float64)
+    m = float(np.max(a))
+    return m + math.log(float(np.sum(np.exp(a - m))))

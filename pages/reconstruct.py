@@ -57,7 +57,7 @@ bottom = [f"ELBO {e:.1f}<br>KL {k:.1f}" for e, k in zip(terms.elbo, terms.kl)]
 st.subheader("Test images (upper row) and their reconstructions (lower row)")
 binarized = (" This run's Bernoulli likelihood sees binarized images (each pixel is 1 with probability its grey "
              "level), so the test images are shown as the model sees them." if active.run.config.likelihood == "bernoulli"
-             else "")
+             else " With a Gaussian likelihood, log p(x|z) is a log-density of grey levels, so an ELBO can be positive.")
 common.chart(plots.reconstruction_grid(active.images(x), active.images(recon), top, bottom, ncols=8), toolbar=False,
              caption=
              f"Each upper image is a test image (index and class); under it, the decoder's mean at "

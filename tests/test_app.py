@@ -124,6 +124,16 @@ def test_reconstructions_page_shows_images_elbos_and_prior_samples(lab, fashion)
     mean = float(at.metric[0].value.split()[0])
     assert mean == pytest.approx(np.mean(elbos), abs=0.1)
     assert len([t for t in prior["data"] if t["type"] == "heatmap"]) == 16
+    # decoding a sample z ~ q(z|x) instead of the mean changes the reconstructions, not the test images
+    at.radio(key="page.rec.source").set_value("a sample z ~ q(z|x)").run()
+    sampled = [t for t in charts(at)[0]["data"] if t["type"] == "heatmap"]
+    assert sampled[0]["z"] == heat[0]["z"] and sampled[8]["z"] != heat[8]["z"]
+    # by class: 3 of each chosen class, grouped
+    at.radio(key="page.rec.mode").set_value("by class").run()
+    at.multiselect(key="page.rec.classes").set_value([7, 1]).run()
+    at.slider(key="page.rec.per_class").set_value(3).run()
+    titles = [a["text"] for a in charts(at)[0]["layout"]["annotations"] if a["text"].startswith("#")]
+    assert [t.split("<br>")[1] for t in titles] == ["Sneaker"] * 3 + ["Trouser"] * 3
 
 
 def test_interpolation_page_shows_both_paths_and_the_latent_map(lab):
@@ -335,7 +345,7 @@ def test_an_invalid_upload_gives_an_error_and_a_valid_one_becomes_the_next_data_
     at = open_app()
     at.file_uploader(key="page.train.upload").upload("bad.npz", b"this is not a zip file").run()
     assert not at.exception
-    assert "bad.npz was not accepted" in texts(at.error)
+    assert "Upload not accepted: bad.npz is not" in texts(at.error)
     buf = io.BytesIO()
     rng = np.random.default_rng(0)
     np.savez(buf, x_train=rng.integers(0, 256, (64, 8, 8), dtype=np.uint8),

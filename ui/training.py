@@ -207,7 +207,7 @@ def on_upload(key: str = "page.train.upload"):
     try:
         ds = load_npz(data, name=f.name)
     except DataError as e:
-        st.session_state[state.UPLOAD_RESULT] = ("error", f"{f.name} was not accepted: {e}")
+        st.session_state[state.UPLOAD_RESULT] = ("error", f"Upload not accepted: {e}")
         return
     folder = state.uploads_root()
     folder.mkdir(parents=True, exist_ok=True)

@@ -168,7 +168,7 @@ def latent_map(points, labels, class_names=(), paths=None, endpoints=None,
         fig.add_trace(go.Scatter(x=e[:, 0], y=e[:, 1], mode="markers+text", text=["A", "B"][:len(e)],
                                  textposition="top center", textfont=dict(size=16, color="#000"),
                                  marker=dict(size=16, color="white", line=dict(color="#000", width=3)),
-                                 name="ends A, B", hoverinfo="skip"))
+                                 name="ends A, B", hoverinfo="skip", cliponaxis=False))
     fig.update_xaxes(title_text=axis_titles[0], zeroline=False)
     fig.update_yaxes(title_text=axis_titles[1], zeroline=False, scaleanchor="x", scaleratio=1)
     _base_layout(fig, height)
@@ -258,10 +258,10 @@ def gap_histogram(gap, exact_gap=None, grid_gap=None, height: int = 380) -> go.F
     gap = np.asarray(gap, np.float64)
     fig = go.Figure()
     fig.add_trace(go.Histogram(x=gap, name="importance sampling", marker_color=LOGPX_COLOR, opacity=0.75,
-                               nbinsx=40, hovertemplate="gap %{x}: %{y} images<extra></extra>"))
-    if exact_gap is not None:
+                               nbinsx=40, bingroup="gap", hovertemplate="gap %{x}: %{y} images<extra></extra>"))
+    if exact_gap is not None:  # same bins (bingroup), so the two histograms compare bar by bar
         fig.add_trace(go.Histogram(x=np.asarray(exact_gap, np.float64), name="exact (closed form)",
-                                   marker_color=EXACT_COLOR, opacity=0.5, nbinsx=40))
+                                   marker_color=EXACT_COLOR, opacity=0.5, nbinsx=40, bingroup="gap"))
     if grid_gap is not None:
         g = np.asarray(grid_gap, np.float64)
         fig.add_trace(go.Scatter(x=g, y=np.zeros(len(g)), mode="markers", name=f"grid ({len(g)} images)",

@@ -38,6 +38,9 @@ def lab(tmp_path_factory, fashion):
     mp.setenv("VAE_LAB_UPLOADS", str(uploads))
     yield root, uploads
     mp.undo()
+    from ui import loaders
+
+    loaders.job_registry().stop_all()  # no background estimate may outlive the tests
 
 
 def open_app(page: str | None = None) -> AppTest:
@@ -160,6 +163,28 @@ def test_interpolation_of_a_1d_latent_says_the_map_needs_two_dimensions(lab):
     axis = next(c for c in charts(at) if "one dimension" in xtitle(c))
     assert len(traces(axis, "linear path")[0]["x"]) == 10
     assert sum(len(t["x"]) for t in axis["data"] if t.get("mode") == "markers") == 3000
+
+
+def test_a_run_on_mnist_offline_explains_and_points_to_fashion_mnist(lab, monkeypatch):
+    from vae_tf import data
+
+    root, _ = lab
+    if not (root / "mnist-run").exists():  # a run whose data set is MNIST, with no internet to fetch it
+        shutil.copytree(root / "fashion-default", root / "mnist-run")
+        cfg = json.loads((root / "mnist-run" / "config.json").read_text())
+        (root / "mnist-run" / "config.json").write_text(json.dumps({**cfg, "dataset": "mnist"}))
+
+    def offline():
+        raise data.DataError("MNIST could not be downloaded (no internet connection here?).")
+
+    monkeypatch.setattr(data, "load_mnist", offline)
+    at = open_app()
+    at.selectbox(key="run.active").set_value("mnist-run").run()
+    at.switch_page("pages/reconstruct.py").run()
+    assert not at.exception
+    message = texts(at.error)
+    assert "MNIST could not be downloaded" in message and "Pick a Fashion-MNIST run" in message
+    assert not at.get("plotly_chart")
 
 
 def test_log_px_page_shows_the_bound_the_estimate_and_the_gap(lab):
@@ -356,3 +381,35 @@ def test_an_invalid_upload_gives_an_error_and_a_valid_one_becomes_the_next_data_
     saved = at.selectbox(key="hp.dataset").value
     assert Path(saved).parent == uploads and Path(saved).is_file()
     assert "upload: mine.npz" in at.selectbox(key="hp.dataset").options
+
+
+# -- background jobs (ui.jobs: plain threads, no Streamlit) ------------------------------------------------
+def test_jobs_share_results_stop_on_request_and_refuse_work_after_shutdown():
+    from ui.jobs import Jobs
+
+    jobs = Jobs()
+    gate = threading.Event()
+
+    def count(job):
+        for i in range(100):
+            if job.stop.is_set():
+                return ("stopped", i)
+            job.report(i + 1, 100)
+            gate.wait(0.01)
+        return ("done", 100)
+
+    a = jobs.start("a", count)
+    assert jobs.start("a", count) is a  # the same question gets the same job
+    assert a.finished.wait(10) and a.result == ("done", 100) and a.fraction == 1.0
+    b = jobs.start("b", count)
+    b.cancel()
+    assert b.finished.wait(10) and b.result[0] == "stopped"
+    jobs.discard("b")
+    assert jobs.get("b") is None
+    boom = jobs.start("boom", lambda job: 1 / 0)
+    assert boom.finished.wait(10) and "ZeroDivisionError" in boom.error_text
+    c = jobs.start("c", count)
+    jobs.shutdown()
+    assert not c.running and c.result[0] == "stopped"
+    late = jobs.start("late", count)
+    assert not late.running and "shutting down" in late.error_text

@@ -64,6 +64,7 @@ class Jobs:
         self._lock = threading.Lock()
         self._jobs: OrderedDict[Hashable, Job] = OrderedDict()
         self.max_finished = max_finished
+        self.closed = False
 
     def get(self, key: Hashable) -> Job | None:
         with self._lock:
@@ -80,10 +81,31 @@ class Jobs:
                 self._jobs.move_to_end(key)
                 return job
             job = Job(key, fn, label)
+            if self.closed:  # the process is exiting: refuse new work
+                job.error, job.error_text = RuntimeError("shutting down"), "the server is shutting down"
+                job.finished.set()
+                return job
             self._jobs[key] = job
             self._evict()
         job._thread.start()
         return job
+
+    def shutdown(self, timeout: float = 30.0):
+        """Refuse new jobs, stop every running one and wait for its thread. Registered with atexit: a
+        daemon thread still inside TensorFlow when the interpreter tears down aborts the process."""
+        with self._lock:
+            self.closed = True
+        self.stop_all(timeout)
+
+    def stop_all(self, timeout: float = 30.0):
+        """Ask every running job to stop and wait (up to timeout) for their threads to finish."""
+        with self._lock:
+            running = [j for j in self._jobs.values() if j.running]
+        for job in running:
+            job.cancel()
+        deadline = time.perf_counter() + timeout
+        for job in running:
+            job.finished.wait(max(0.0, deadline - time.perf_counter()))
 
     def discard(self, key: Hashable):
         """Forget a finished job (to compute it again); a running one is asked to stop."""

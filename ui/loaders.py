@@ -6,6 +6,7 @@ run's stamp (meta.json's mtime), so a run rewritten on disk is loaded again.
 """
 from __future__ import annotations
 
+import atexit
 import threading
 
 import numpy as np
@@ -81,7 +82,9 @@ def training_slots() -> TrainingSlots:
 
 @st.cache_resource
 def job_registry() -> jobs.Jobs:
-    return jobs.Jobs()
+    registry = jobs.Jobs()
+    atexit.register(registry.shutdown)
+    return registry
 
 
 @st.cache_data(max_entries=8, show_spinner="Encoding test images…")

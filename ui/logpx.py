@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +78,9 @@ def prewarm(root: str):
     if name not in state.run_names(Path(root)):
         return None
     run_key = (root, name, state.run_stamp(name, Path(root)))
-    registry = loaders.job_registry()  # fetched here: the thread must not call Streamlit
+    registry = loaders.job_registry()  # fetched here: the job's thread must not call Streamlit
 
-    def warm():
+    def warm(job: Job):
         from vae_tf import checkpoints, data
 
         try:
@@ -89,12 +88,11 @@ def prewarm(root: str):
             x = data.load_dataset(run.config.dataset).test_images(run.config.likelihood)
         except Exception as e:  # only a head start: the page computes (and reports) it itself
             _log.warning("could not pre-compute the log p(x) page for %s: %s", name, e)
-            return
-        start_estimate(run.model, x, run_key, DEFAULT_IMAGES, DEFAULT_K, DEFAULT_SEED, registry)
+            return None
+        if not job.stop.is_set():
+            start_estimate(run.model, x, run_key, DEFAULT_IMAGES, DEFAULT_K, DEFAULT_SEED, registry)
 
-    thread = threading.Thread(target=warm, name="vae-lab-prewarm", daemon=True)
-    thread.start()
-    return thread
+    return registry.start(("prewarm", root), warm, label="prewarm")
 
 
 # -- tables ------------------------------------------------------------------------------------------

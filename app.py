@@ -21,6 +21,11 @@ PAGES = [
     st.Page("pages/interpolate.py", title="Interpolation", icon=":material/linear_scale:", url_path="interpolation"),
     st.Page("pages/log_px.py", title="log p(x) vs ELBO", icon=":material/functions:", url_path="log-px"),
     st.Page("pages/true_posterior.py", title="True posterior", icon=":material/blur_on:", url_path="posterior"),
+    st.Page("pages/derivation.py", title="Theory", icon=":material/function:", url_path="theory"),
+    st.Page("pages/prior_proposal.py", title="Why not sample the prior?", icon=":material/casino:",
+            url_path="prior-sampling"),
+    st.Page("pages/latent_space.py", title="Latent map", icon=":material/scatter_plot:", url_path="latent-map"),
+    st.Page("pages/compare_runs.py", title="Compare runs", icon=":material/stacked_line_chart:", url_path="compare"),
 ]
 
 page = st.navigation(PAGES)

@@ -1,0 +1,257 @@
+"""The pages beyond the anchors through AppTest: True posterior, Theory, Why not sample the prior?, Latent
+map and Compare runs, each asserted on the numbers it shows and the data it draws, checked against the
+library; and the links that reopen a view. Runs live in a temporary copy of the shipped ones."""
+import base64
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "app.py")
+SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoints")
+    for name in SHIPPED:
+        shutil.copytree(REPO / "checkpoints" / name, root / name)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VAE_LAB_CHECKPOINTS", str(root))
+    yield root
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def runs(lab, fashion):
+    from vae_tf.checkpoints import load_run
+
+    return {name: load_run(lab / name) for name in SHIPPED}
+
+
+def open_page(page: str, run: str | None = None, params: dict | None = None, direct: bool = False) -> AppTest:
+    """The app with the active run and URL query parameters given, switched to `page`. direct: open the
+    page in the session's very first run, as a shared link does (AppTest then cannot rerun it through
+    app.py, so such a session is only looked at, not clicked)."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    if run:
+        at.session_state["run.active"] = run
+    for k, v in (params or {}).items():
+        at.query_params[k] = v
+    if not direct:
+        at.run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def decode(value):
+    """Plotly's JSON carries numpy arrays as {"dtype", "bdata" (base64), "shape"}: back to lists."""
+    if isinstance(value, dict):
+        if "bdata" in value and "dtype" in value:
+            a = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+            if "shape" in value:
+                a = a.reshape([int(n) for n in str(value["shape"]).split(",")])
+            return a.tolist()
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def charts(at) -> list[dict]:
+    return [decode(json.loads(el.proto.spec)) for el in at.get("plotly_chart")]
+
+
+def traces(spec: dict, name_prefix: str) -> list[dict]:
+    return [t for t in spec["data"] if str(t.get("name", "")).startswith(name_prefix)]
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+def metric(at, label_start: str) -> float:
+    m = [m for m in at.metric if m.label.startswith(label_start)]
+    assert m, [m.label for m in at.metric]
+    return float(m[0].value.split()[0])
+
+
+# -- True posterior -----------------------------------------------------------------------------------------
+def test_posterior_page_offers_the_2d_run_for_another_latent(lab):
+    at = open_page("pages/true_posterior.py", run="fashion-default")
+    assert "20-D latent" in texts(at.info) and not at.get("plotly_chart")
+    at.button(key="posterior.use2d").click().run()
+    assert not at.exception
+    assert at.session_state["run.active"] == "fashion-2d"
+    assert at.get("plotly_chart")
+
+
+def test_posterior_page_draws_p_and_q_and_its_kl_equals_the_gap(lab, runs, fashion):
+    from vae_tf import estimators
+
+    at = open_page("pages/true_posterior.py", run="fashion-2d")
+    model, x = runs["fashion-2d"].model, fashion.test_images("bernoulli")
+    g = estimators.grid_posterior(model, x[0], n=101, max_n=201, tol=1e-2)
+    kl, gap = metric(at, "KL(q ‖ p(z|x)), grid"), metric(at, "log p(x) − ELBO")
+    assert kl == pytest.approx(g.kl_q_posterior, abs=1e-3)
+    assert abs(kl - gap) < 0.1  # q fits image 0: the grid's KL and the estimators' gap agree
+    assert "agree within" in texts(at.success)
+    table = at.dataframe[0].value
+    assert table["grid (nats)"][0] == pytest.approx(g.log_px, abs=1e-6)
+
+    fig = charts(at)[0]
+    heat = fig["data"][0]
+    assert heat["type"] == "heatmap"
+    dens = np.asarray(heat["z"])
+    cell = (heat["x"][1] - heat["x"][0]) * (heat["y"][1] - heat["y"][0])
+    assert dens.sum() * cell == pytest.approx(1.0, abs=1e-3)  # p(z|x) is normalised on the grid
+    ring = traces(fig, "q(z|x), 2σ")[0]
+    np.testing.assert_allclose(max(ring["x"]), g.q_loc[0] + 2 * g.q_scale[0], rtol=1e-4)
+    assert len(traces(fig, "20 samples")[0]["x"]) == 20
+    marks = traces(fig, "marked points")[0]
+    assert marks["text"][0] == "q" and marks["x"][0] == pytest.approx(g.q_loc[0], abs=1e-6)
+    decoded = charts(at)[1]
+    assert len([t for t in decoded["data"] if t["type"] == "heatmap"]) == 1 + len(marks["text"])
+
+
+def test_posterior_page_shows_where_q_misses_the_mode(lab):
+    """Image #5 of fashion-2d: q sits on a weak mode, so sampling from q misses most of p(x); the page
+    says so instead of claiming agreement."""
+    at = open_page("pages/true_posterior.py", run="fashion-2d", params={"page.posterior.image": "5"})
+    assert at.number_input(key="page.posterior.image").value == 5
+    kl, gap = metric(at, "KL(q ‖ p(z|x)), grid"), metric(at, "log p(x) − ELBO")
+    assert kl - gap > 10
+    assert "disagree" in texts(at.warning) and "mode-seeking" in texts(at.warning)
+    assert "M2" in texts(at.caption)
+
+
+# -- Theory -------------------------------------------------------------------------------------------------
+def test_theory_page_substitutes_the_runs_own_numbers(lab, runs, fashion):
+    from vae_tf import estimators, theory
+
+    at = open_page("pages/derivation.py", run="fashion-default", params={"page.theory.image": "3"})
+    model, x = runs["fashion-default"].model, fashion.test_images("bernoulli")
+    d = theory.derivation(model, x[3], num_samples=5000, seed=0)
+    est = estimators.estimate_log_px(model, x[3:4], k=5000, seed=0)
+    latex = " ".join(e.value for e in at.latex).replace("-\\,", "-")
+    for v in (d.elbo.formula, d.recon.formula, d.kl.formula, float(est.log_px[0]), d.mean_log_w):
+        assert f"{v:.3f}" in latex, v
+    assert f"{float(est.log_px[0] - d.elbo.formula):.3f}" in latex  # the KL to the true posterior, the gap
+    terms = at.dataframe[0].value
+    assert list(terms["term"]) == ["E_q[log p(x|z)]", "KL(q(z|x) ‖ p(z))", "ELBO"]
+    assert (terms["|difference|"] < 1e-3).all()
+    np.testing.assert_allclose(terms["formula"], [d.recon.formula, d.kl.formula, d.elbo.formula], atol=1e-9)
+    notes = texts(at.markdown)
+    assert f"{d.kl_without_half:.3f}" in notes  # the forgotten ½
+    assert "+350." in notes  # the linear-Gaussian run's mean exact log p(x) over the test set is positive
+
+
+def test_theory_page_with_a_gaussian_decoder(lab, runs, fashion):
+    from vae_tf import estimators, theory
+
+    at = open_page("pages/derivation.py", run="fashion-linear-gaussian")
+    model, x = runs["fashion-linear-gaussian"].model, fashion.test_images("gaussian")
+    d = theory.derivation(model, x[0], num_samples=5000, seed=0)
+    latex = " ".join(e.value for e in at.latex).replace("-\\,", "-")
+    exact = float(estimators.exact_log_px(model, x[:1])[0])
+    assert f"{exact:.3f}" in latex and exact > 0
+    for v in (d.loss, d.error_term, d.log_norm):
+        assert f"{v:.3f}" in latex
+    assert d.loss == pytest.approx(d.error_term + d.kl.formula + d.log_norm)
+    assert f"{d.error_term_with_pi:.3f}" in texts(at.markdown)
+
+
+# -- Why not sample the prior? --------------------------------------------------------------------------------
+def test_prior_page_shows_an_ess_near_one_for_the_prior(lab, runs, fashion):
+    at = open_page("pages/prior_proposal.py", run="fashion-default",
+                   params={"page.prior.repeats": "4", "page.prior.k": "1000"})
+    table = at.dataframe[0].value
+    prior, post = table.iloc[0], table.iloc[1]
+    assert prior["proposal"] == "prior p(z)" and prior["k"] == 1000
+    assert prior["mean ESS"] < 3 and post["mean ESS"] > 5
+    assert prior["sd over repeats"] > 3 * post["sd over repeats"]
+    est = __import__("vae_tf.estimators", fromlist=["x"]).estimate_log_px(
+        runs["fashion-default"].model, fashion.test_images("bernoulli")[:1], k=1000, proposal="prior", seed=0)
+    fig = charts(at)[0]
+    each = traces(fig, "prior p(z): each repeat")[0]
+    assert len(each["y"]) == 4 * 7  # 4 repeats × k in 1, 3, 10, 30, 100, 300, 1000
+    assert float(est.log_px[0]) == pytest.approx(each["y"][6], abs=1e-6)  # repeat 0, k = 1000
+    assert any(t["name"].startswith("ESS = k") for t in fig["data"])
+
+
+# -- Latent map -------------------------------------------------------------------------------------------
+def test_latent_map_colours_codes_by_class_and_decodes_a_grid(lab, runs, fashion):
+    at = open_page("pages/latent_space.py", run="fashion-2d", params={"page.latent.n": "1000", "page.latent.side": "6"})
+    scatter, shown, manifold = charts(at)
+    classes = [t for t in scatter["data"] if t["type"] == "scattergl"]
+    assert len(classes) == 10
+    idx = sorted(i for t in classes for i in t["customdata"])
+    assert idx == list(range(1000))
+    z = runs["fashion-2d"].model.encode_mean(fashion.test_images("bernoulli")[:1000]).numpy()
+    first = classes[0]
+    np.testing.assert_allclose(first["x"], z[first["customdata"], 0], atol=1e-5)  # the latent itself, 2-D
+    assert len(traces(scatter, "shown beside")[0]["x"]) == 10  # one typical image per class
+    assert np.asarray(manifold["data"][0]["z"]).shape == (6 * 28, 6 * 28)
+
+
+def test_latent_map_of_a_20d_run_is_a_pca_projection(lab):
+    at = open_page("pages/latent_space.py", run="fashion-default", params={"page.latent.n": "500"})
+    scatter = charts(at)[0]
+    assert scatter["layout"]["xaxis"]["title"]["text"].startswith("PC1")
+    assert "principal axes" in texts(at.markdown)
+
+
+# -- Compare runs -------------------------------------------------------------------------------------------
+def test_compare_page_draws_every_runs_curves_and_estimates_log_px(lab):
+    from ui import compare, loaders
+
+    at = open_page("pages/compare_runs.py", run="fashion-2d",
+                   params={"page.compare.runs": ["fashion-2d", "fashion-linear-gaussian"]})
+    assert at.multiselect(key="page.compare.runs").value == ["fashion-2d", "fashion-linear-gaussian"]
+    assert "not on one scale" in texts(at.warning)
+    curves = charts(at)[0]
+    legend = [t["name"] for t in curves["data"] if t.get("showlegend", True)]
+    assert legend == ["fashion-2d (train)", "fashion-2d (test)", "fashion-linear-gaussian (train)",
+                      "fashion-linear-gaussian (test)"]
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["fashion-2d", "fashion-linear-gaussian"]
+    assert table["test ELBO (all)"][1] > 0  # a Gaussian density's ELBO
+
+    at.multiselect(key="page.compare.runs").set_value(["fashion-2d"]).run()
+    at.button(key="compare.estimate").click().run()
+    job = compare.job("fashion-2d")
+    assert job is not None and job.finished.wait(120)
+    at.run()
+    assert not at.exception
+    bounds = at.dataframe[1].value
+    row = bounds.iloc[0]
+    assert row["ELBO"] <= row["L_5"] <= row["L_50"] <= row["log p(x), K = 1000"] + 1e-9
+    assert row["gap"] == pytest.approx(row["log p(x), K = 1000"] - row["ELBO"])
+    finals = charts(at)[1]
+    assert traces(finals, "log p(x)")[0]["y"][0] == pytest.approx(row["log p(x), K = 1000"])
+    loaders.job_registry().discard(job.key)
+
+
+# -- links --------------------------------------------------------------------------------------------------
+def test_a_link_reopens_a_pages_choices_and_a_bad_value_falls_back(lab):
+    at = open_page("pages/true_posterior.py", run="fashion-2d", direct=True,
+                   params={"page.posterior.image": "5", "page.posterior.view": "log density",
+                           "page.posterior.zoom": "the prior (±4)"})
+    assert at.number_input(key="page.posterior.image").value == 5
+    assert at.query_params["page.posterior.view"] == "log density"
+    fig = charts(at)[0]
+    assert min(fig["data"][0]["x"]) == pytest.approx(-4)  # the prior's extent
+    heat = np.asarray(fig["data"][0]["z"])
+    assert heat.max() - heat.min() == pytest.approx(15, abs=1e-6)  # the log view's top 15 nats
+
+    bad = open_page("pages/true_posterior.py", run="fashion-2d", direct=True,
+                    params={"page.posterior.image": "99999", "page.posterior.view": "bogus"})
+    assert bad.number_input(key="page.posterior.image").value == 0
+    assert "page.posterior.image" not in bad.query_params and "page.posterior.view" not in bad.query_params
+    assert math.isfinite(metric(bad, "KL(q ‖ p(z|x)), grid"))

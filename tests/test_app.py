@@ -315,6 +315,25 @@ def test_training_saves_a_new_run_and_makes_it_active(lab):
     assert "not allowed" in texts(at.error)
 
 
+def test_a_diverging_run_shows_the_library_message_and_saves_nothing(lab, monkeypatch):
+    from vae_tf.train import Trainer, TrainingDiverged
+
+    def diverge(self, **kwargs):
+        raise TrainingDiverged("the loss became nan at step 3 (epoch 1): training diverged. Try a smaller "
+                               "learning_rate than 0.001; nothing was saved")
+
+    monkeypatch.setattr(Trainer, "fit", diverge)
+    root, _ = lab
+    at = set_tiny(open_app(), "tiny-nan")
+    at.button(key="train.go").click().run()
+    assert not at.exception
+    assert "training diverged" in texts(at.error) and "smaller learning_rate" in texts(at.error)
+    assert not (root / "tiny-nan").exists()  # the empty run directory is removed
+    assert at.selectbox(key="run.active").value == "fashion-default"
+    at.run()  # the next run does not mistake it for a stopped training
+    assert at.selectbox(key="run.active").value == "fashion-default" and not at.info
+
+
 def test_a_second_training_is_refused_while_one_runs(lab):
     from ui import loaders
 

@@ -1,5 +1,4 @@
 """Reconstructions: test images beside what the decoder makes of their codes, and samples from the prior."""
-import numpy as np
 import streamlit as st
 
 from ui import common, model_ops

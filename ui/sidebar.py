@@ -7,14 +7,13 @@ training) can set them before the widgets are drawn.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
 
 from vae_tf.checkpoints import CheckpointError
-from vae_tf.config import DATASETS, FIELDS, Config, ConfigError, format_number
+from vae_tf.config import DATASETS, FIELDS, Config, ConfigError
 
 from . import loaders, state
 
@@ -215,9 +214,3 @@ def render(page_url: str = "") -> Settings:
     st.session_state[state.SETTINGS] = settings
     return settings
 
-
-def config_summary(config: Config) -> str:
-    """One line describing a config, for messages."""
-    d = dataclasses.asdict(config)
-    return ", ".join(f"{k}={format_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v}"
-                     for k, v in d.items())

@@ -31,7 +31,7 @@ CHART_INTERVAL = 1.0  # seconds between redraws of the live curves
 
 
 def suggest_name(root: Path) -> str:
-    existing = set(state.run_names(root)) | {p.name for p in root.glob("*")} if root.is_dir() else set()
+    existing = {p.name for p in root.iterdir()} if root.is_dir() else set()
     base = time.strftime("run-%Y%m%d-%H%M")
     name, i = base, 2
     while name in existing:

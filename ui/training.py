@@ -239,6 +239,8 @@ def runs_table(root: Path) -> pd.DataFrame:
     df["dataset"] = [Path(d).name if isinstance(d, str) and d.endswith(".npz") else d for d in df["dataset"]]
     if "error" in df and not df["error"].fillna("").astype(bool).any():
         df = df.drop(columns="error")
+    if df["log_px"].isna().all():  # no run evaluated yet (python -m vae_tf evaluate): not a column of "None"
+        df = df.drop(columns="log_px")
     return df.sort_values("updated", ascending=False, na_position="last").reset_index(drop=True)
 
 

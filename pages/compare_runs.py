@@ -1,4 +1,5 @@
 """Compare runs: training curves on shared axes, and each run's ELBO, log p(x) and gap on the same images."""
+import pandas as pd
 import streamlit as st
 
 from ui import common, compare, state
@@ -36,7 +37,8 @@ spe = {n: summ[n]["meta"].get("steps_per_epoch", 1) for n in picked}
 common.chart(plots_extra.compare_curves(hist, spe),
              "Lines: each run's per-step training values, smoothed; diamonds: the whole test set after each epoch "
              "(one sample per image, exact KL). On the ELBO panel higher is better; the other two show how each "
-             "run splits it between reconstruction and the KL it pays for its codes.", key="compare.curves")
+             "run splits it between reconstruction and the KL it pays for its codes.", key="compare.curves",
+             toolbar=False)
 
 st.subheader("Final numbers")
 n, k, seed = compare.N_IMAGES, compare.K, compare.SEED
@@ -76,9 +78,10 @@ for name in picked:
                  f"ELBO (first {n})": sm.get("elbo"), f"log p(x) (first {n})": sm.get("log_px"),
                  "gap": sm.get("gap")})
 fmt = st.column_config.NumberColumn(format="%.2f")
-st.dataframe(rows, hide_index=True, column_config={c: fmt for c in ("test ELBO (all)", f"ELBO (first {n})",
+st.dataframe(pd.DataFrame(rows).astype({c: float for c in ("test ELBO (all)", f"ELBO (first {n})",
+                                                            f"log p(x) (first {n})", "gap")}), hide_index=True, column_config={c: fmt for c in ("test ELBO (all)", f"ELBO (first {n})",
                                                                        f"log p(x) (first {n})", "gap")})
-estimated = [r for r in rows if r["gap"] is not None]
+estimated = [r for r in rows if r["gap"] is not None]  # (the table above shows them as blanks)
 if estimated:
     common.chart(plots_extra.compare_finals([r["run"] for r in estimated], [r[f"ELBO (first {n})"] for r in estimated],
                                             [r[f"log p(x) (first {n})"] for r in estimated]),

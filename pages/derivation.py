@@ -29,8 +29,8 @@ with c2:
 
 
 def n(v: float, digits: int = 3) -> str:
-    """A number for LaTeX: fixed digits, a real minus sign."""
-    return f"{v:.{digits}f}".replace("-", "-\\,") if v < 0 else f"{v:.{digits}f}"
+    """A number for LaTeX, with fixed digits."""
+    return f"{v:.{digits}f}"
 
 
 def ub(v: float, label: str, digits: int = 3) -> str:
@@ -100,7 +100,8 @@ if cfg.likelihood == "gaussian":
     st.markdown(f"with σ = {d.sigma:.5f}{' (learned)' if cfg.sigma == 'learned' else ''}, D = {d.num_pixels} and "
                 f"E_q‖x − f(z)‖² = {d.sq_error:.4f}. The constant does not move the gradient of the network "
                 "weights, but it does move a learned σ, and it is what makes the loss a negative log-density.")
-st.markdown("**With a Bernoulli decoder** p(x|z) = Π_i f_i(z)^{x_i} (1 − f_i(z))^{1−x_i}, f = sigmoid(logits):")
+st.markdown(r"**With a Bernoulli decoder** $p(x|z) = \prod_i f_i(z)^{x_i}\,(1 - f_i(z))^{1 - x_i}$, "
+            "f = sigmoid(logits):")
 st.latex(r"-\text{ELBO} = -\mathbb{E}_q\sum_{i=1}^{D}\big[x_i\log f_i(z) + (1 - x_i)\log(1 - f_i(z))\big] + " + KL_TEX)
 if cfg.likelihood == "bernoulli":
     st.latex(ub(d.loss, r"-\text{ELBO}") + " = " + ub(-d.recon.formula, r"\text{cross-entropy}") + " + " + ub(d.kl.formula, r"\mathrm{KL}"))
@@ -129,7 +130,7 @@ if g is not None:
 
 st.markdown(
     f"**A log dropped inside the expectation.** The ELBO's first term is E_q[log p(x|z)], not E_q[p(x|z)]. "
-    f"For this image E_q[p(x|z)] ≈ {plots_extra.log10_of_exp(d.log_mean_likelihood)}, the likelihood of a whole "
+    f"For this image E_q[p(x|z)] ≈ ${plots_extra.log10_of_exp(d.log_mean_likelihood)}$, the likelihood of a whole "
     f"image of {d.num_pixels} pixels, so 'E_q[p(x|z)] − KL' is "
     + (f"just −KL = {-d.kl.formula:.3f} to every digit shown, whatever the decoder does"
        if d.log_mean_likelihood < 0 else "that huge density, whatever the KL does")

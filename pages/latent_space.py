@@ -61,7 +61,8 @@ with right:
         st.markdown("**Nothing selected yet.** Ringed on the map and shown here: for each class, the test image "
                     "whose code lies nearest the class's mean code.")
     titles = [f"#{i} {active.label(i)}" for i in shown]
-    common.chart(plots.image_grid(active.images(active.x[shown]), titles, ncols=4, cell=90), toolbar=False,
+    # the grey-level test images as stored (a Bernoulli model sees binarized ones, which hide the detail)
+    common.chart(plots.image_grid(active.dataset.x_test[shown] / 255.0, titles, ncols=4, cell=90), toolbar=False,
                  key="latent.shown")
 
 st.subheader("The decoded manifold")
@@ -84,5 +85,5 @@ else:
                "codes, every other coordinate held at the codes' mean.")
 images = beyond.decoded_grid(active.key, tuple(u1), tuple(u2), center, axes, model)
 h, w = active.image_shape
-common.chart(plots_extra.manifold(images.reshape(len(u2), len(u1), h, w), u1, u2, titles), caption,
-             key="latent.manifold")
+common.chart(plots_extra.manifold(images.reshape(len(u2), len(u1), h, w), u1, u2, titles, height=560), caption,
+             key="latent.manifold", toolbar=False)

@@ -9,12 +9,12 @@ st.title("Why not sample the prior?")
 active = common.active_run()
 model = active.model
 st.markdown(
-    "p(x) = E_{p(z)}[p(x|z)] suggests the simplest estimator there is: draw z₁, …, z_k from the prior and "
-    "average, p(x) ≈ (1/k) Σ p(x|z_i). Doersch's tutorial (2016, p. 7) explains why a VAE does not do this: "
+    "p(x) = ∫ p(x|z) p(z) dz, an average of p(x|z) over the prior, suggests the simplest estimator there is: "
+    "draw z₁, …, z_k from the prior and average, p(x) ≈ (1/k) Σᵢ p(x|zᵢ). Doersch's tutorial (2016, p. 7) explains why a VAE does not do this: "
     "for a given image x almost every z from the prior explains it badly, p(x|z) is astronomically small for "
     "all but a sliver of the prior's mass, and k must be enormous before one draw lands in that sliver. "
-    "Importance sampling with the encoder's q(z|x) as the proposal, (1/k) Σ p(x|z_i)p(z_i)/q(z_i|x) with "
-    "z_i ~ q(z|x), aims the draws where the posterior is. Below, both estimators on the same image, each "
+    "Importance sampling with the encoder's q(z|x) as the proposal, (1/k) Σᵢ p(x|zᵢ)p(zᵢ)/q(zᵢ|x) with "
+    "zᵢ ~ q(z|x), aims the draws where the posterior is. Below, both estimators on the same image, each "
     "repeated with different seeds.")
 
 P = "page.prior."
@@ -36,7 +36,8 @@ ref_name = {"exact": "exact log p(x) (closed form)", "grid": "log p(x) by grid i
 common.chart(plots_extra.proposal_comparison(study, ref.log_px, ref_name),
              f"Left: each repeat's estimate with the first k of its draws (faint dots) and their mean ± one standard "
              f"deviation; green: {ref_name}. Right: the effective sample size (Σw)²/Σw² of the k weights, the number "
-             "of equally weighted draws they are worth; the dashed line is a perfect proposal, ESS = k.")
+             "of equally weighted draws they are worth; the dashed line is a perfect proposal, ESS = k.",
+             toolbar=False)
 
 rows = []
 for proposal in ("prior", "posterior"):

@@ -25,7 +25,8 @@ st.markdown(
 
 P = "page.posterior."
 N = len(active.x)
-PRESETS = {0: "q fits well", 5: "q sits off the main mode"}
+PRESETS = {0: "q fits", 5: "q misses"}
+PRESET_HELP = {0: "q(z|x) covers the posterior", 5: "q sits on a weak mode, away from most of the posterior's mass"}
 
 
 def pick(i: int):
@@ -39,7 +40,7 @@ with c1:
     b1, b2 = st.columns(2)
     for col, (i, what) in zip((b1, b2), PRESETS.items()):
         col.button(f"#{i}: {what}", key=f"posterior.preset{i}", on_click=pick, args=(i,), width="stretch",
-                   help=f"On the shipped {beyond.TWO_D_RUN} run, image #{i}: {what}.")
+                   help=f"On the shipped {beyond.TWO_D_RUN} run, image #{i}: {PRESET_HELP[i]}.")
 with c2:
     view = st.segmented_control("Colour by", ["density", "log density"], default="density", key=P + "view",
                                 bind="query-params", persist_state="session", required=True,
@@ -82,16 +83,17 @@ with right:
     kl_grid, gap_is = g.kl_q_posterior, imp["log_px"] - imp["elbo"]
     st.subheader(f"Image #{index}" + (f" ({active.label(index)})" if active.y is not None else ""))
     m1, m2 = st.columns(2)
-    m1.metric("KL(q ‖ p(z|x)), grid", f"{kl_grid:.3f} nats",
-              help="log p(x) − ELBO with both integrals on grids: exact up to the grid's resolution.")
-    m2.metric("log p(x) − ELBO, estimators", f"{gap_is:.3f} nats",
-              help=f"Importance sampling with q as the proposal (K = {imp['k']}) minus the Monte-Carlo ELBO.")
+    m1.metric("grid KL(q ‖ p(z|x))", f"{kl_grid:.3f}",
+              help="Nats. log p(x) − ELBO with both integrals on grids: exact up to the grid's resolution.")
+    m2.metric("estimated gap", f"{gap_is:.3f}",
+              help=f"Nats. log p̂(x) by importance sampling with q as the proposal (K = {imp['k']}) minus the "
+                   "Monte-Carlo ELBO from the same draws.")
     rows = [("log p(x)", g.log_px, imp["log_px"]), ("ELBO", g.elbo, imp["elbo"]),
-            ("KL(q(z|x) ‖ p(z|x)) = log p(x) − ELBO", kl_grid, gap_is)]
-    st.dataframe({"quantity": [r[0] for r in rows], "grid (nats)": [r[1] for r in rows],
-                  f"estimators, K = {imp['k']} (nats)": [r[2] for r in rows]}, hide_index=True,
-                 column_config={"grid (nats)": st.column_config.NumberColumn(format="%.3f"),
-                                f"estimators, K = {imp['k']} (nats)": st.column_config.NumberColumn(format="%.3f")})
+            ("gap = KL(q ‖ p(z|x))", kl_grid, gap_is)]
+    is_col = f"IS, K = {imp['k']}"
+    st.dataframe({"nats": [r[0] for r in rows], "grid": [r[1] for r in rows], is_col: [r[2] for r in rows]},
+                 hide_index=True, column_config={"grid": st.column_config.NumberColumn(format="%.3f"),
+                                                 is_col: st.column_config.NumberColumn(format="%.3f")})
     share = theory.mass_within(g.z1, g.z2, g.log_posterior, g.q_loc, g.q_scale, 2.0)
     diff = abs(kl_grid - gap_is)
     if diff < 0.5:

@@ -25,7 +25,7 @@ def ellipse(center, scale, k: float, points: int = 73) -> np.ndarray:
 
 
 def posterior_map(z1, z2, log_posterior, q_loc, q_scale, samples=None, marks=(), clicked=(),
-                  view: str = "density", click_step: int = 4, height: int = 560) -> go.Figure:
+                  view: str = "density", click_step: int = 4, height: int = 640) -> go.Figure:
     """p(z|x) on the grid (rows z2, columns z1) as a heat map, q(z|x) over it (1σ and 2σ ellipses,
     mean, samples), the prior's 1-, 2- and 3-σ circles, and labelled points (marks: (label, z)).
 
@@ -75,11 +75,12 @@ def posterior_map(z1, z2, log_posterior, q_loc, q_scale, samples=None, marks=(),
                              unselected=dict(marker=dict(opacity=0)),
                              customdata=np.stack([g1.ravel(), g2.ravel()], 1),
                              hovertemplate="z = (%{x:.3f}, %{y:.3f}): click to decode<extra></extra>"))
-    fig.update_xaxes(title_text="z₁", range=[z1[0], z1[-1]], zeroline=False, showgrid=False)
+    # equal scales on both axes; the plot area shrinks to the grid's box rather than showing past it
+    fig.update_xaxes(title_text="z₁", range=[z1[0], z1[-1]], zeroline=False, showgrid=False, constrain="domain")
     fig.update_yaxes(title_text="z₂", range=[z2[0], z2[-1]], zeroline=False, showgrid=False,
-                     scaleanchor="x", scaleratio=1)
+                     scaleanchor="x", scaleratio=1, constrain="domain")
     _base_layout(fig, height)
-    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, x=1.18, xanchor="left"),
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.12, x=0, xanchor="left"),
                       clickmode="event+select", plot_bgcolor="white")
     return fig
 
@@ -135,7 +136,7 @@ def proposal_comparison(study, reference: float | None = None, reference_name: s
         fig.update_yaxes(range=[lo, reference + 0.1 * (reference - lo) + 1], row=1, col=1)
     fig.update_xaxes(type="log", title_text="k, samples")
     fig.update_yaxes(title_text="nats", row=1, col=1)
-    fig.update_yaxes(type="log", title_text="ESS", row=1, col=2)
+    fig.update_yaxes(type="log", title_text="ESS", dtick=1, row=1, col=2)  # one tick per decade
     fig.update_annotations(font_size=13)
     _base_layout(fig, height)
     fig.update_layout(legend=dict(y=-0.22))
@@ -271,6 +272,13 @@ def compare_finals(names, elbo, log_px=None, log_px_stderr=None, elbo_stderr=Non
                                  error_y=None if log_px_stderr is None else
                                  dict(type="data", array=[0 if v is None else v for v in log_px_stderr]),
                                  hovertemplate="%{x}: log p(x) %{y:.2f}<extra></extra>"))
+    allv = np.asarray(list(elbo) + [v for v in (log_px or []) if v is not None], np.float64)
+    allv = allv[np.isfinite(allv)]
+    if len(allv):  # markers and error bars clear of the frame
+        lo, hi = float(allv.min()), float(allv.max())
+        pad = 0.15 * (hi - lo) + 1.0
+        fig.update_yaxes(range=[lo - pad, hi + pad])
+    fig.update_xaxes(type="category")
     fig.update_yaxes(title_text="nats / image (higher is better)")
     return _base_layout(fig, height)
 
@@ -292,7 +300,7 @@ def bound_comparison(names, rows: dict, height: int = 380) -> go.Figure:
 
 
 def log10_of_exp(log_value: float) -> str:
-    """e^(log_value) written as a power of ten, for numbers far beyond float range."""
+    """e^(log_value) as LaTeX m·10^k, for numbers beyond float range (e^(−800) and e^(+800) alike)."""
     e10 = log_value / math.log(10)
     exponent = math.floor(e10)
-    return f"{10 ** (e10 - exponent):.2f}·10^{exponent}"
+    return f"{10 ** (e10 - exponent):.2f}\\cdot 10^{{{exponent}}}"

@@ -120,12 +120,21 @@ class VAE:
         extra = [self.raw_sigma] if self.raw_sigma is not None else []
         return self.encoder.trainable_variables + self.decoder.trainable_variables + extra
 
+    def named_variables(self) -> dict:
+        """Each variable under a name built from the network and layer names ("encoder/enc_0/kernel"),
+        not from Keras's variable path, which depends on the name scope of the thread that built it."""
+        out = {f"{net.name}/{layer.name}/{v.name}": v
+               for net in (self.encoder, self.decoder) for layer in net.layers for v in layer.trainable_variables}
+        if self.raw_sigma is not None:
+            out["raw_sigma"] = self.raw_sigma
+        return out
+
     def named_weights(self) -> dict[str, np.ndarray]:
-        return {_weight_name(v): np.asarray(v.numpy()) for v in self.trainable_variables}
+        return {name: np.asarray(v.numpy()) for name, v in self.named_variables().items()}
 
     def assign_weights(self, arrays: dict[str, np.ndarray], source: str = "weights"):
         """Load arrays by name, checking that names and shapes match this model exactly."""
-        wanted = {_weight_name(v): v for v in self.trainable_variables}
+        wanted = self.named_variables()
         missing, extra = set(wanted) - set(arrays), set(arrays) - set(wanted)
         if missing or extra:
             raise ValueError(f"{source} does not fit this model: missing {sorted(missing)}, unexpected {sorted(extra)}")
@@ -143,10 +152,6 @@ class VAE:
 
     def num_parameters(self) -> int:
         return int(sum(np.prod(v.shape) for v in self.trainable_variables))
-
-
-def _weight_name(v) -> str:
-    return getattr(v, "path", None) or v.name
 
 
 def _inverse_softplus(y: float) -> float:

@@ -90,8 +90,8 @@ def cmd_train(args) -> int:
     trainer = Trainer(config, dataset, out, resume=args.resume, strategy=strategy)
     bar = ProgressBar("train")
     print(f"training {trainer.model.num_parameters():,} parameters on {trainer.num_train:,} {dataset.name} images "
-          f"for {config.epochs} epochs ({trainer.total_steps:,} steps) on {strategy.num_replicas_in_sync} device(s)",
-          file=sys.stderr)
+          f"for {config.epochs} epochs ({trainer.total_steps:,} steps) on {strategy.num_replicas_in_sync} device(s)"
+          + ("" if trainer.is_chief else "; the chief worker saves the run"), file=sys.stderr)
 
     def on_step(r):
         bar(r.step, r.total_steps, f"epoch {r.epoch:5.2f}  ELBO {r.elbo:8.2f}  {r.images_per_sec:7.0f} img/s  "
@@ -115,7 +115,13 @@ def cmd_evaluate(args) -> int:
     from .data import load_dataset
 
     path = Path(args.checkpoint)
+    if args.strategy == "multiworker":
+        raise ValueError("evaluate runs on one machine; --strategy mirrored spreads its images over the "
+                         "machine's devices (a cluster would only repeat the same estimate on every worker)")
     strategy = make_strategy(args.strategy)
+    # Built in the strategy's scope, the model has its weights on every device; the images of every
+    # batch are split over them. Each image's draws are keyed by its index, so the estimate is the
+    # one-device estimate, computed in parallel.
     with strategy.scope():
         run = checkpoints.load_run(path)
     dataset = load_dataset(args.data or run.config.dataset)
@@ -128,8 +134,10 @@ def cmd_evaluate(args) -> int:
     x = x[: args.num_images]
     bar = None if args.json else ProgressBar(f"log p(x), K={args.k}")
     progress = (lambda done, total, sec: bar(done, total, f"{done}/{total} images  {sec:.0f}s")) if bar else None
-    _, out = estimators.evaluate(run.model, x, k=args.k, seed=args.seed, on_progress=progress)
-    out = {"checkpoint": str(path), "split": args.split, **out}
+    if not args.json:
+        print(f"evaluating {len(x):,} {args.split} images on {strategy.num_replicas_in_sync} device(s)", file=sys.stderr)
+    _, out = estimators.evaluate(run.model, x, k=args.k, seed=args.seed, on_progress=progress, strategy=strategy)
+    out = {"checkpoint": str(path), "split": args.split, "devices": strategy.num_replicas_in_sync, **out}
     if args.json:
         print(json.dumps(_finite(out)))
     else:
@@ -162,11 +170,13 @@ def make_strategy(name: str):
 
     if name == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
+    if name == "mirrored":  # every visible GPU, else every (logical) CPU device
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy multiworker needs TF_CONFIG set to describe the cluster")
+            raise ValueError("--strategy multiworker needs TF_CONFIG set to describe the cluster, e.g. "
+                             '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
+                             '"index": 0}} on the first machine')
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}")
 
@@ -192,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--num-images", type=int, default=1000)
     e.add_argument("--k", type=int, default=1000, help="importance samples per image")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
+    e.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],
+                   help="mirrored: split the images of every batch over the local devices (same estimate, "
+                        "computed in parallel); multiworker is refused: the estimate runs on one machine")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(fn=cmd_evaluate)
 

@@ -4,7 +4,9 @@ The uint8 training set lives on the device once; each step gathers its batch,
 scales it to [0, 1] and, for a Bernoulli likelihood, binarizes it afresh
 (dynamic binarization) inside the compiled function. Every random draw is
 stateless and keyed by (seed, step), so a run is reproducible and a resumed
-run continues exactly where it stopped.
+run continues exactly where it stopped. The draws are made outside XLA (whose
+RNG gives other numbers for the same seed, so the fast and the plain path see
+the same ones), on a helper thread, for the next call while this one runs.
 
     loss = −E_q[log p(x|z)] + β_t · KL(q(z|x) ‖ p(z))            (objective "elbo")
     loss = −log (1/k) Σ_i p(x, z_i) / q(z_i|x),  z_i ~ q(z|x)     (objective "iwae")
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -88,6 +91,7 @@ class Trainer:
         self.steps_per_call = max(1, int(steps_per_call))
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.strategy = strategy or tf.distribute.get_strategy()
+        self.is_chief = is_chief(self.strategy)
         replicas = self.strategy.num_replicas_in_sync
         self.jit_compile = (replicas == 1) if jit_compile is None else bool(jit_compile)
         if config.batch_size % replicas:
@@ -112,23 +116,37 @@ class Trainer:
             self.x_train = tf.constant(x)  # uint8, (N, D): 1 byte a pixel on the device
         if resume:
             self._restore()
-        self._step_fn = self._compile_step()
+        self._draws_fn, self._run_steps = self._compile_step()
         self._eval_fn = tf.function(self._eval_batch, reduce_retracing=True)
+        self._prefetched: dict = {}  # first step of a call → Future of that call's inputs
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- the compiled step -----------------------------------------------------------
     def _compile_step(self):
-        cfg, model, opt = self.config, self.model, self.optimizer
+        """(draws, run_steps): the first makes a call's inputs (plain TF, on the helper thread), the
+        second runs its steps (XLA on one device). Inputs are padded to steps_per_call steps and the
+        step count is a tensor, so the short last call of an epoch reuses the compiled program."""
+        cfg, model, opt, spc = self.config, self.model, self.optimizer, self.steps_per_call
         B, D, S, d = cfg.batch_size, self.dataset.num_pixels, cfg.mc_samples, cfg.latent_dim
         bernoulli, replicas = cfg.likelihood == "bernoulli", self.strategy.num_replicas_in_sync
         base_seed = tf.constant([cfg.seed, 7919], tf.int32)
 
-        def draws(step):
+        def step_draws(step):
             """One step's random numbers, a pure function of (seed, step): binarization uniforms and
             the ε of z = μ + s ⊙ ε. Drawn outside XLA, whose RNG gives other numbers for the same
             seed, so the fast and the plain path train on exactly the same draws."""
             seeds = step_seeds(base_seed, step, 2)
             u = tf.random.stateless_uniform([B, D] if bernoulli else [B, 0], seeds[0])
             return u, tf.random.stateless_normal([S, B, d], seeds[1])
+
+        @tf.function
+        def draws(idx, step0):
+            """idx (n, B) → the call's pixels (spc, B, D) uint8, uniforms and ε, zero-padded to spc steps."""
+            n = tf.shape(idx)[0]
+            steps = step0 + tf.range(n, dtype=tf.int64)
+            u, eps = tf.map_fn(step_draws, steps, fn_output_signature=(tf.float32, tf.float32))
+            pad = lambda t: tf.pad(t, [[0, spc - n]] + [[0, 0]] * (t.shape.rank - 1))  # noqa: E731
+            return pad(tf.gather(self.x_train, idx)), pad(u), pad(eps)
 
         def train_step(x_uint8, u, eps, kl_weight):
             x = tf.cast(x_uint8, tf.float32) / 255.0
@@ -144,34 +162,52 @@ class Trainer:
         # Several steps per call: Python and dispatch overhead is paid once per call, and XLA fuses
         # the binarization and the elementwise ops of each step around its matmuls.
         @tf.function(jit_compile=self.jit_compile)
-        def run_steps(x, u, eps, kl_weight):
-            out = tf.TensorArray(tf.float32, size=tf.shape(x)[0])
-            for i in tf.range(tf.shape(x)[0]):
-                out = out.write(i, train_step(x[i], u[i], eps[i], kl_weight))
-            return out.stack()
+        def run_steps(x, u, eps, n, kl_weight):
+            """n of the spc padded steps → (spc, 3) loss, recon, kl (rows from n on are zero)."""
+            out = tf.zeros([spc, 3])
+            for i in tf.range(n):
+                out = tf.tensor_scatter_nd_update(out, [[i]], train_step(x[i], u[i], eps[i], kl_weight)[None])
+            return out
 
-        def run_steps_distributed(x, u, eps, kl_weight):
+        @tf.function
+        def run_steps_distributed(x, u, eps, n, kl_weight):
             """Each replica takes its slice of every batch; the optimizer all-reduces the gradients."""
             def shard(t, axis):
                 return self.strategy.experimental_distribute_values_from_function(
                     lambda ctx: tf.split(t, replicas, axis=axis)[ctx.replica_id_in_sync_group])
-            out = tf.TensorArray(tf.float32, size=tf.shape(x)[0])
-            for i in tf.range(tf.shape(x)[0]):
+            out = tf.zeros([spc, 3])
+            for i in tf.range(n):
                 per = self.strategy.run(train_step, args=(shard(x[i], 0), shard(u[i], 0), shard(eps[i], 1), kl_weight))
-                out = out.write(i, self.strategy.reduce("MEAN", per, axis=None))
-            return out.stack()
+                row = self.strategy.reduce("MEAN", per, axis=None)
+                out = tf.tensor_scatter_nd_update(out, [[i]], row[None])
+            return out
 
-        @tf.function
-        def steps_fn(idx, step0, kl_weight):
-            """idx (n, B): n consecutive steps from global step step0 → (n, 3) loss, recon, kl."""
-            steps = step0 + tf.range(tf.shape(idx)[0], dtype=tf.int64)
-            u, eps = tf.map_fn(draws, steps, fn_output_signature=(tf.float32, tf.float32))
-            x = tf.gather(self.x_train, idx)  # (n, B, D) uint8
-            if replicas == 1:
-                return run_steps(x, u, eps, kl_weight)
-            return run_steps_distributed(x, u, eps, kl_weight)
+        return draws, (run_steps if replicas == 1 else run_steps_distributed)
 
-        return steps_fn
+    def _step_fn(self, idx, step0, kl_weight):
+        """len(idx) steps from global step step0 on the batches idx (n, B) → (n, 3) loss, recon, kl."""
+        idx, step0 = np.asarray(idx, np.int32), int(step0)
+        future = self._prefetched.pop(step0, None)
+        x, u, eps = future.result() if future is not None else self._draws_fn(tf.constant(idx), tf.constant(step0, tf.int64))
+        n = len(idx)
+        return self._run_steps(x, u, eps, tf.constant(n, tf.int32), tf.constant(kl_weight, tf.float32))[:n]
+
+    def _prefetch(self, idx: np.ndarray, first_step: int):
+        """Start drawing a later call's inputs on the helper thread (TF releases the GIL while it runs)."""
+        if self._executor is not None and first_step not in self._prefetched:
+            self._prefetched[first_step] = self._executor.submit(
+                self._draws_fn, tf.constant(idx), tf.constant(first_step, tf.int64))
+
+    def _following_call(self, epoch: int, order: np.ndarray, s: int):
+        """(idx, first global step) of the call that starts at step s of this epoch (or the next epoch's first), or None."""
+        B, spe = self.config.batch_size, self.steps_per_epoch
+        first = epoch * spe + s
+        if first >= self.total_steps:
+            return None
+        if s >= spe:
+            epoch, s, order = epoch + 1, 0, epoch_order(self.config.seed, epoch + 1, self.num_train)
+        n = min(self.steps_per_call, spe - s)
+        return order[s * B:(s + n) * B].reshape(n, B), first
 
     def _loss(self, x, eps, kl_weight):
         """Mean over the batch of the loss, and the per-image recon and KL terms it came from."""
@@ -211,20 +247,24 @@ class Trainer:
         t0 = time.perf_counter()
         start_step, stopped = self.steps_done, False
         rate = None  # smoothed steps/s for the ETA
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="vae_tf-draws")
         try:
             while self.steps_done < self.total_steps:
                 epoch, offset = divmod(self.steps_done, self.steps_per_epoch)
                 order = epoch_order(cfg.seed, epoch, self.num_train)
-                kl_weight = tf.constant(cfg.kl_weight(epoch), tf.float32)
+                kl_weight = cfg.kl_weight(epoch)
                 sums, count, t_epoch = np.zeros(3), 0, time.perf_counter()
                 for s in range(offset, self.steps_per_epoch, self.steps_per_call):
                     if should_stop():
                         stopped = True
                         break
                     n = min(self.steps_per_call, self.steps_per_epoch - s)
+                    following = self._following_call(epoch, order, s + n)
+                    if following is not None:
+                        self._prefetch(*following)
                     t_call = time.perf_counter()
-                    metrics = self._step_fn(tf.constant(order[s * B:(s + n) * B].reshape(n, B)),
-                                            tf.constant(self.steps_done, tf.int64), kl_weight).numpy()
+                    metrics = np.asarray(self._step_fn(order[s * B:(s + n) * B].reshape(n, B), self.steps_done,
+                                                       kl_weight))
                     now = time.perf_counter()
                     call_rate = n / max(now - t_call, 1e-9)
                     rate = call_rate if rate is None else 0.8 * rate + 0.2 * call_rate
@@ -265,6 +305,9 @@ class Trainer:
             if self.steps_done > start_step:
                 self.save(status="stopped")
             raise
+        finally:
+            self._executor.shutdown(cancel_futures=True)
+            self._executor, self._prefetched = None, {}
         if stopped and self.steps_done > start_step:
             self.save(status="stopped")
         return TrainResult(self.run_dir, self.model, self.history, stopped, self.steps_done,
@@ -282,7 +325,7 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------
     def save(self, status: str | None = None):
-        if self.run_dir is None:
+        if self.run_dir is None or not self.is_chief:  # in a cluster, one worker writes the run
             return
         # The compiled step can hide NaN weights (a fused MatMul+ReLU maps NaN to 0, so the loss stays
         # finite); never let them overwrite the last good checkpoint.
@@ -324,6 +367,18 @@ def step_seeds(base_seed, step, n: int):
     """n independent stateless seeds (int32, as TFP wants them) for one step: a pure function of (seed, step)."""
     return tf.random.experimental.stateless_split(
         tf.random.experimental.stateless_fold_in(base_seed, tf.cast(step, tf.int32)), n)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes checkpoints: always, except in a multi-worker cluster (TF_CONFIG),
+    where only the chief does — or worker 0 when the cluster names no chief. The weights are the same
+    on every worker (the gradients are all-reduced), so one copy is all there is to save."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if "chief" in resolver.cluster_spec().as_dict():
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and int(resolver.task_id or 0) == 0
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:

@@ -1,0 +1,402 @@
+"""The real app in a real browser: `streamlit run app.py` on a free local port, driven by headless
+Chromium through Playwright, as a user would drive it.
+
+The server gets a temporary checkpoints root holding copies of the shipped runs (VAE_LAB_CHECKPOINTS),
+so the repository's checkpoints/ is never written. Tests share the one server and run in file order:
+first open, every page, a tiny training, a tab closed mid-training, Stop. A screenshot of every page is
+saved to test-artifacts/browser/. Chromium is Debian's /usr/bin/chromium (tests/setup.sh installs it);
+Playwright's own browser download is never used.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SETUP_HINT = "run `bash tests/setup.sh` (it installs Debian's chromium and the pinned test packages)"
+
+# Pages whose content is equations and tables with the run's numbers, not a chart (by url path).
+NO_CHART_PAGES = {"theory": ".katex"}
+
+# A training that runs for many seconds (dozens of epochs of 0.2–1 s), so Stop and a closed tab land mid-run.
+LONG = dict(max_train_images="16384", epochs="60", hidden="128", latent_dim="8")
+TINY = dict(max_train_images="512", epochs="2", hidden="32", latent_dim="2")
+
+pytestmark = pytest.mark.browser
+
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+RUNNING_ICON = '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+CHART = ".js-plotly-plot"
+TRACE = ".js-plotly-plot .trace, .js-plotly-plot .hm, .js-plotly-plot .heatmaplayer image"
+
+
+# -- the server ------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, root: Path, uploads: Path, log: Path):
+        self.root, self.log_path = root, log
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "VAE_LAB_CHECKPOINTS": str(root), "VAE_LAB_UPLOADS": str(uploads),
+               "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+        self.log = open(log, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
+             "--server.port", str(self.port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+             "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_healthy(self, timeout: float = 90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"streamlit exited with code {self.proc.returncode}:\n{self.tail()}", pytrace=False)
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200 and r.read().strip() == b"ok":
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        pytest.fail(f"streamlit was not healthy after {timeout} s:\n{self.tail()}", pytrace=False)
+
+    def tail(self, n: int = 40) -> str:
+        self.log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process, all its threads."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def wait_cpu_idle(self, timeout: float, window: float = 1.0, busy: float = 0.1) -> float:
+        """Seconds until the server used less than `busy` of a core over a `window`; fails after timeout."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            before = self.cpu_seconds()
+            time.sleep(window)
+            if (self.cpu_seconds() - before) / window < busy:
+                return time.monotonic() - t0
+        pytest.fail(f"the server was still busy {timeout:.0f} s later", pytrace=False)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoints")
+    for name in SHIPPED:
+        src = REPO / "checkpoints" / name
+        assert (src / "meta.json").is_file(), f"shipped run {name} is missing (checkpoints/make_shipped_runs.sh)"
+        shutil.copytree(src, root / name)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    srv = Server(root, tmp_path_factory.mktemp("uploads"), ARTIFACTS / "server.log")
+    try:
+        srv.wait_healthy()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(f"Playwright is not installed: {SETUP_HINT}.", pytrace=False)
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: {SETUP_HINT}.", pytrace=False)
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except Exception as e:
+            pytest.fail(f"Chromium did not start ({e}): {SETUP_HINT}.", pytrace=False)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(30_000)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+# -- driving the app ---------------------------------------------------------------------------------------
+def wait_ready(pg, timeout: float = 120, settle: float = 0.6):
+    """Until the script has finished (the app's own 'not running' state, no running indicator) and has
+    stayed finished for `settle` seconds, with a page title drawn."""
+    deadline, since = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        ready = (pg.locator(IDLE).count() > 0 and pg.locator(RUNNING_ICON).count() == 0
+                 and pg.locator('[data-testid="stMain"] h1').count() > 0)
+        if not ready:
+            since = None
+        elif since is None:
+            since = time.monotonic()
+        elif time.monotonic() - since >= settle:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the app at {pg.url} was still running after {timeout} s")
+
+
+def open_app(pg, server, path: str = ""):
+    for attempt in range(3):
+        try:
+            pg.goto(f"{server.url}/{path}", wait_until="domcontentloaded")
+            pg.wait_for_selector('[data-testid="stSidebarNav"]', timeout=60_000)
+            wait_ready(pg)
+            return
+        except Exception:
+            if attempt == 2:
+                raise
+
+
+def nav_links(pg) -> list[tuple[str, str]]:
+    """(title, url path) of every page in the sidebar navigation."""
+    links = pg.locator('[data-testid="stSidebarNav"] a')
+    out = []
+    for i in range(links.count()):
+        a = links.nth(i)
+        title = a.locator("span").last.inner_text().strip() or a.inner_text().strip().splitlines()[-1]
+        out.append((title, urlparse(a.get_attribute("href")).path.strip("/")))
+    return out
+
+
+def go_to(pg, server, title: str, path: str):
+    """Click the page's link in the sidebar; if that does not land on the page, load its URL instead."""
+    try:
+        pg.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first.click()
+        pg.wait_for_url(re.compile(rf"/{re.escape(path)}/?(\?.*)?$"), timeout=15_000)
+        wait_ready(pg)
+    except Exception as e:
+        print(f"navigation to {title!r} by its link failed ({type(e).__name__}); loading /{path}")
+        open_app(pg, server, path)
+
+
+def shot(pg, name: str):
+    pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def errors(pg) -> list[str]:
+    loc = pg.locator(ERRORS)
+    return [loc.nth(i).inner_text()[:500] for i in range(loc.count())]
+
+
+def chart_traces(pg) -> int:
+    return pg.locator(TRACE).count()
+
+
+def active_run(pg) -> str:
+    return pg.locator(".st-key-run-active input").input_value()
+
+
+def run_picker_options(pg) -> list[str]:
+    """Open the sidebar's run picker and read its options."""
+    box = pg.locator(".st-key-run-active input")
+    box.scroll_into_view_if_needed()
+    pg.wait_for_timeout(300)  # let the sidebar's scroll settle, or the click misses the popover
+    box.click()
+    options = pg.locator('[role="option"]')
+    try:
+        options.first.wait_for(timeout=5_000)
+    except Exception:
+        box.press("ArrowDown")
+        options.first.wait_for(timeout=10_000)
+    names = [t.strip() for t in options.all_inner_texts()]
+    box.press("Escape")
+    return names
+
+
+def runs_table_names(pg) -> list[str]:
+    """The first column (name) of the Train page's table of runs (a canvas grid with accessible cells)."""
+    table = pg.locator('[data-testid="stDataFrame"]').last
+    table.scroll_into_view_if_needed()
+    return [t.strip() for t in table.locator('[data-testid^="glide-cell-0-"]').all_text_contents()]
+
+
+def set_field(pg, key: str, value: str):
+    """Type into a sidebar widget and commit it (Enter), as a user would; wait for the rerun."""
+    box = pg.locator(f".st-key-{key.replace('.', '-')} input")
+    box.fill(value)
+    box.press("Enter")
+    wait_ready(pg)
+    assert box.input_value() == value, f"{key} shows {box.input_value()!r}, not {value!r}"
+
+
+def set_config(pg, values: dict, name: str):
+    pg.locator('[data-testid="stSidebar"] [data-testid="stExpander"] summary').first.scroll_into_view_if_needed()
+    for field, value in values.items():
+        set_field(pg, f"hp.{field}", value)
+    set_field(pg, "page.train.name", name)
+    assert not errors(pg), errors(pg)
+
+
+def start_training(pg, values: dict, name: str):
+    set_config(pg, values, name)
+    pg.locator(".st-key-train-go button").click()
+    pg.get_by_text(re.compile(r"step [\d,]+ of [\d,]+")).first.wait_for(timeout=60_000)
+
+
+def wait_epoch(pg, epoch: int, timeout: float = 90_000):
+    pg.get_by_text(re.compile(rf"epoch {epoch} of \d+ done")).first.wait_for(timeout=timeout)
+
+
+def meta(server, name: str) -> dict:
+    return json.loads((server.root / name / "meta.json").read_text())
+
+
+def assert_run_loads(server, name: str):
+    from vae_tf.checkpoints import list_runs, load_run
+
+    run = load_run(server.root / name)
+    assert run.meta["steps_done"] > 0 and run.history["epochs"]
+    leftovers = [p.name for p in (server.root / name).iterdir() if p.name.startswith(".")]
+    assert not leftovers, f"temporary files left in {name}: {leftovers}"
+    row = list_runs(server.root).set_index("name").loc[name]
+    assert row["error"] == "", row["error"]
+    return run
+
+
+# -- the tests, in the order a visitor meets the app ---------------------------------------------------------
+def test_first_open_shows_the_pretrained_run(page, server):
+    t0 = time.monotonic()
+    open_app(page, server)
+    shot(page, "00-first-open")
+    assert page.locator('[data-testid="stMain"] h1').first.inner_text() == "Train a VAE"
+    assert active_run(page) == "fashion-default"
+    final = json.loads((server.root / "fashion-default" / "history.json").read_text())["epochs"][-1]
+    metric = page.locator('[data-testid="stSidebar"] [data-testid="stMetricValue"]').first.inner_text()
+    assert metric == f"{final['test_elbo']:.1f}"
+    assert page.locator(CHART).count() >= 1 and chart_traces(page) > 0
+    assert not errors(page), errors(page)
+    assert time.monotonic() - t0 < 60, "first open took over a minute"
+
+
+def test_every_page_opens_with_its_results_and_no_error(page, server):
+    open_app(page, server)
+    links = nav_links(page)
+    assert len(links) >= 4 and links[0][0] == "Train", links
+    seen = []
+    for i, (title, path) in enumerate(links):
+        t0 = time.monotonic()
+        go_to(page, server, title, path)
+        assert not errors(page), f"page {title!r}: {errors(page)}"
+        if path not in NO_CHART_PAGES and page.locator(CHART).count() == 0:
+            # A page that needs another kind of run (a 2-D latent) offers it; a user clicks that button.
+            use = page.locator('[data-testid="stMain"] button').filter(has_text=re.compile(r"Use \S+$"))
+            assert use.count(), f"page {title!r} shows no chart and offers no run that has one"
+            use.first.click()
+            wait_ready(page)
+            assert not errors(page), f"page {title!r} after {use.first.inner_text()!r}: {errors(page)}"
+        shot(page, f"{i + 1:02d}-{path or 'train'}")
+        if path in NO_CHART_PAGES:
+            assert page.locator(NO_CHART_PAGES[path]).count() > 0, f"page {title!r} shows no equations"
+            assert re.search(r"-?\d+\.\d{3}", page.locator('[data-testid="stMain"]').inner_text())
+        else:
+            assert page.locator(CHART).count() > 0 and chart_traces(page) > 0, f"page {title!r} shows no chart data"
+        seen.append(title)
+        print(f"{title}: {time.monotonic() - t0:.1f} s")
+    assert seen == [t for t, _ in links]
+
+
+def test_training_a_tiny_run_adds_it_to_the_runs(page, server):
+    open_app(page, server)
+    start_training(page, TINY, "browser-tiny")
+    page.get_by_text("Trained browser-tiny").first.wait_for(timeout=120_000)
+    wait_ready(page)
+    shot(page, "20-trained")
+    assert not errors(page), errors(page)
+    assert active_run(page) == "browser-tiny"
+    m = meta(server, "browser-tiny")
+    assert (m["status"], m["num_train"], m["epochs_done"]) == ("complete", 512, 2)
+    assert_run_loads(server, "browser-tiny")
+    options = run_picker_options(page)
+    assert "browser-tiny" in options and set(SHIPPED) <= set(options), options
+    assert "browser-tiny" in runs_table_names(page)
+    assert page.locator(CHART).count() >= 1 and chart_traces(page) > 0  # its training curves
+
+
+def test_closing_the_tab_mid_training_stops_it_and_keeps_a_whole_run(browser, server):
+    server.wait_cpu_idle(timeout=120)  # background estimates of the earlier pages are done
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    open_app(pg, server)
+    start_training(pg, LONG, "browser-closed")
+    wait_epoch(pg, 1)
+    context.close()  # the visitor closes the tab
+    t_closed = time.monotonic()
+    idle_after = server.wait_cpu_idle(timeout=30)
+    assert idle_after < 15, f"the server kept computing for {idle_after:.0f} s after the tab closed"
+    deadline = time.monotonic() + 20
+    while meta(server, "browser-closed")["status"] == "training" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    m = meta(server, "browser-closed")
+    assert m["status"] == "stopped" and 1 <= m["epochs_done"] < 60, m
+    assert_run_loads(server, "browser-closed")
+    print(f"closed tab: server idle {time.monotonic() - t_closed:.1f} s later, {m['epochs_done']} epochs kept")
+
+
+def test_stop_keeps_the_epochs_already_done(page, server):
+    open_app(page, server)
+    start_training(page, LONG, "browser-stopped")  # also shows the closed tab's training slot was released
+    wait_epoch(page, 1)
+    page.locator(".st-key-train-stop button").first.click()  # a stale copy may linger during the rerun
+    page.get_by_text(re.compile(r"Training stopped after [\d,]+ steps")).first.wait_for(timeout=60_000)
+    wait_ready(page)
+    shot(page, "21-stopped")
+    assert not errors(page), errors(page)
+    m = meta(server, "browser-stopped")
+    assert m["status"] == "stopped" and 1 <= m["epochs_done"] < 60, m
+    assert active_run(page) == "browser-stopped"
+    run = assert_run_loads(server, "browser-stopped")
+    assert len(run.history["epochs"]) >= 1
+    # the stopped run is usable: its reconstructions page draws
+    go_to(page, server, "Reconstructions", "reconstructions")
+    assert not errors(page) and chart_traces(page) > 0
+    shot(page, "22-stopped-run-reconstructions")
+
+
+def test_the_server_stays_well_within_streamlit_cloud_memory(server):
+    peak = server.peak_rss_mb()
+    (ARTIFACTS / "memory.txt").write_text(f"peak resident memory of the streamlit server (VmHWM): {peak:.0f} MB\n")
+    assert peak < 2000, f"the server peaked at {peak:.0f} MB; Streamlit Community Cloud gives 690 MB–2.7 GB"

@@ -42,7 +42,8 @@ def ub(v: float, label: str, digits: int = 3) -> str:
 st.header("1 · The identity log p(x) = ELBO + KL(q ‖ p(z|x))")
 st.latex(r"\log p(x) = \mathbb{E}_{q(z|x)}\Big[\log \frac{p(x,z)}{p(z|x)}\Big]"
          r" = \underbrace{\mathbb{E}_{q(z|x)}\Big[\log \frac{p(x,z)}{q(z|x)}\Big]}_{\text{ELBO}}"
-         r" + \underbrace{\mathbb{E}_{q(z|x)}\Big[\log \frac{q(z|x)}{p(z|x)}\Big]}_{\mathrm{KL}(q(z|x)\,\|\,p(z|x))\;\ge\;0}")
+         r" + \underbrace{\mathbb{E}_{q(z|x)}\Big[\log \frac{q(z|x)}{p(z|x)}\Big]}"
+         r"_{\mathrm{KL}(q(z|x)\,\|\,p(z|x))\;\ge\;0}")
 elbo = d.elbo.formula
 gap = ref.log_px - elbo
 st.latex(ub(ref.log_px, r"\log p(x)") + " = " + ub(elbo, r"\text{ELBO}") + (" + " if gap >= 0 else " ")
@@ -96,7 +97,8 @@ st.latex(r"-\text{ELBO} = \mathbb{E}_q\frac{\|x - f(z)\|^2}{2\sigma^2} + " + KL_
          + r" + D\log\sigma + \tfrac{D}{2}\log 2\pi")
 if cfg.likelihood == "gaussian":
     st.latex(ub(d.loss, r"-\text{ELBO}") + " = " + ub(d.error_term, r"\mathbb{E}_q\|x-f(z)\|^2/(2\sigma^2)") + " + "
-             + ub(d.kl.formula, r"\mathrm{KL}") + (" + " if d.log_norm >= 0 else " ") + ub(d.log_norm, r"D\log\sigma + \frac{D}{2}\log 2\pi"))
+             + ub(d.kl.formula, r"\mathrm{KL}") + (" + " if d.log_norm >= 0 else " ")
+             + ub(d.log_norm, r"D\log\sigma + \frac{D}{2}\log 2\pi"))
     st.markdown(f"with σ = {d.sigma:.5f}{' (learned)' if cfg.sigma == 'learned' else ''}, D = {d.num_pixels} and "
                 f"E_q‖x − f(z)‖² = {d.sq_error:.4f}. The constant does not move the gradient of the network "
                 "weights, but it does move a learned σ, and it is what makes the loss a negative log-density.")
@@ -104,7 +106,8 @@ st.markdown(r"**With a Bernoulli decoder** $p(x|z) = \prod_i f_i(z)^{x_i}\,(1 - 
             "f = sigmoid(logits):")
 st.latex(r"-\text{ELBO} = -\mathbb{E}_q\sum_{i=1}^{D}\big[x_i\log f_i(z) + (1 - x_i)\log(1 - f_i(z))\big] + " + KL_TEX)
 if cfg.likelihood == "bernoulli":
-    st.latex(ub(d.loss, r"-\text{ELBO}") + " = " + ub(-d.recon.formula, r"\text{cross-entropy}") + " + " + ub(d.kl.formula, r"\mathrm{KL}"))
+    st.latex(ub(d.loss, r"-\text{ELBO}") + " = " + ub(-d.recon.formula, r"\text{cross-entropy}") + " + "
+             + ub(d.kl.formula, r"\mathrm{KL}"))
 other = beyond.GAUSSIAN_RUN if cfg.likelihood == "bernoulli" else beyond.TWO_D_RUN
 if other != active.name:
     st.caption(f"The numbers above are this run's ({cfg.likelihood} decoder). The shipped run **{other}** shows "

@@ -1,5 +1,4 @@
 """Why not sample the prior? The same importance-sampling estimator with p(z) as the proposal beside q(z|x)."""
-import numpy as np
 import streamlit as st
 
 from ui import beyond, common
@@ -10,7 +9,8 @@ active = common.active_run()
 model = active.model
 st.markdown(
     "p(x) = ∫ p(x|z) p(z) dz, an average of p(x|z) over the prior, suggests the simplest estimator there is: "
-    "draw z₁, …, z_k from the prior and average, p(x) ≈ (1/k) Σᵢ p(x|zᵢ). Doersch's tutorial (2016, p. 7) explains why a VAE does not do this: "
+    "draw z₁, …, z_k from the prior and average, p(x) ≈ (1/k) Σᵢ p(x|zᵢ). Doersch's tutorial (2016, p. 7) "
+    "explains why a VAE does not do this: "
     "for a given image x almost every z from the prior explains it badly, p(x|z) is astronomically small for "
     "all but a sliver of the prior's mass, and k must be enormous before one draw lands in that sliver. "
     "Importance sampling with the encoder's q(z|x) as the proposal, (1/k) Σᵢ p(x|zᵢ)p(zᵢ)/q(zᵢ|x) with "

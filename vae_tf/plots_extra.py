@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .plots import (CLASS_COLORS, ELBO_COLOR, EXACT_COLOR, GRID_COLOR, LOGPX_COLOR, _base_layout, class_color,
+from .plots import (CLASS_COLORS, ELBO_COLOR, EXACT_COLOR, LOGPX_COLOR, _base_layout, class_color,
                     smooth)
 
 Q_COLOR, PRIOR_COLOR, MARK_COLOR, CLICK_COLOR = "#e8590c", "#868e96", "#c2255c", "#2b8a3e"
@@ -121,7 +121,8 @@ def proposal_comparison(study, reference: float | None = None, reference_name: s
                                  hovertemplate="k = %{x}: mean %{y:.2f}<extra>" + name + "</extra>"), row=1, col=1)
         fig.add_trace(go.Scatter(x=ks, y=s["ess_mean"], mode="lines+markers", name=f"{name}: ESS",
                                  legendgroup=proposal, showlegend=False, line=dict(color=color, width=2.5),
-                                 marker=dict(size=8), hovertemplate="k = %{x}: ESS %{y:.2f}<extra>" + name + "</extra>"),
+                                 marker=dict(size=8),
+                                 hovertemplate="k = %{x}: ESS %{y:.2f}<extra>" + name + "</extra>"),
                       row=1, col=2)
     fig.add_trace(go.Scatter(x=ks, y=ks, mode="lines", name="ESS = k (perfect proposal)",
                              line=dict(color="#555", dash="dash"), hoverinfo="skip"), row=1, col=2)
@@ -261,7 +262,7 @@ def compare_finals(names, elbo, log_px=None, log_px_stderr=None, elbo_stderr=Non
     """Final test ELBO of each run and, where estimated, its log p(x): the gap is the distance between."""
     names = list(names)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=names, y=list(elbo), mode="markers", name="test ELBO",
+    fig.add_trace(go.Scatter(x=names, y=list(elbo), mode="markers", name="ELBO",
                              marker=dict(size=13, color=ELBO_COLOR, symbol="circle"),
                              error_y=None if elbo_stderr is None else dict(type="data", array=list(elbo_stderr)),
                              hovertemplate="%{x}: ELBO %{y:.2f}<extra></extra>"))
@@ -284,18 +285,21 @@ def compare_finals(names, elbo, log_px=None, log_px_stderr=None, elbo_stderr=Non
 
 
 def bound_comparison(names, rows: dict, height: int = 380) -> go.Figure:
-    """Grouped markers per run: ELBO, IWAE bounds L_k and log p(x) (rows: label → values per run)."""
+    """One line per run across the bounds in order (rows: bound label → one value per run), e.g.
+    ELBO = L₁ ≤ L₅ ≤ L₅₀ ≤ log p(x): each run's line climbs by its gap."""
+    labels = list(rows)
     fig = go.Figure()
-    palette = [ELBO_COLOR, GRID_COLOR, "#7048e8", LOGPX_COLOR]
-    for i, (label, values) in enumerate(rows.items()):
-        fig.add_trace(go.Bar(x=list(names), y=list(values), name=label, marker_color=palette[i % len(palette)],
-                             text=[f"{v:.2f}" for v in values], textposition="outside",
-                             hovertemplate="%{x}: %{y:.2f}<extra>" + label + "</extra>"))
+    for i, name in enumerate(names):
+        ys = [float(rows[label][i]) for label in labels]
+        fig.add_trace(go.Scatter(x=labels, y=ys, mode="lines+markers+text", name=str(name),
+                                 text=[f"{v:.2f}" for v in ys], textposition="top center",
+                                 line=dict(color=RUN_COLORS[i % len(RUN_COLORS)], width=2.5), marker=dict(size=10),
+                                 hovertemplate="%{x}: %{y:.2f}<extra>" + str(name) + "</extra>"))
     allv = np.asarray([v for vs in rows.values() for v in vs], np.float64)
     lo, hi = float(np.nanmin(allv)), float(np.nanmax(allv))
-    pad = 0.3 * (hi - lo) + 1.0
-    fig.update_yaxes(range=[lo - pad, hi + pad], title_text="nats / image")
-    fig.update_layout(barmode="group", bargap=0.3)
+    pad = 0.15 * (hi - lo) + 0.5
+    fig.update_yaxes(range=[lo - pad, hi + pad], title_text="nats / image (mean over images)")
+    fig.update_xaxes(type="category")
     return _base_layout(fig, height)
 
 

@@ -11,7 +11,7 @@ requested url_path would run on its own, without this file and its sidebar.
 """
 import streamlit as st
 
-from ui import common, logpx, sidebar, state, training
+from ui import common, links, logpx, sidebar, state, training
 
 st.set_page_config(page_title="VAE Lab", page_icon=":material/science:", layout="wide")
 
@@ -29,8 +29,13 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+links.remember()  # the URL this session opened with: its settings seed the widgets bound to it
 training.finalize()  # a training interrupted by this rerun (Stop, a page switch) becomes the active run
 sidebar.render(page.url_path)
 common.show_flash()
+link_notice = st.container()  # filled after the page: which of a link's settings could not be used
 logpx.prewarm(str(state.checkpoints_root()))  # once per server: the log p(x) page's default answer
-page.run()
+try:
+    page.run()
+finally:  # also after a page's st.stop()
+    links.report(link_notice)

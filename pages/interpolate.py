@@ -18,20 +18,22 @@ classes = common.class_options(active)
 c1, c2, c3 = st.columns([2, 2, 3], gap="medium")
 with c1:
     how = st.radio("Choose A and B", ["at random from two classes", "by index"] if classes else ["by index"],
-                   key=P + "how", persist_state="session")
+                   key=P + "how", bind="query-params", persist_state="session")
     if how == "by index":
-        ia = st.number_input("Index of A", 0, len(active.x) - 1, 0, key=P + "ia", persist_state="session")
-        ib = st.number_input("Index of B", 0, len(active.x) - 1, 1, key=P + "ib", persist_state="session")
+        ia = st.number_input("Index of A", 0, len(active.x) - 1, 0, key=P + "ia",
+                             bind="query-params", persist_state="session")
+        ib = st.number_input("Index of B", 0, len(active.x) - 1, 1, key=P + "ib",
+                             bind="query-params", persist_state="session")
     else:
         ca = st.selectbox("Class of A", classes, index=0, format_func=active.dataset.label_name,
-                          key=P + "ca", persist_state="session")
+                          key=P + "ca", bind="query-params", persist_state="session")
         cb = st.selectbox("Class of B", classes, index=min(7, len(classes) - 1), format_func=active.dataset.label_name,
-                          key=P + "cb", persist_state="session")
-        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=P + "seed", persist_state="session",
+                          key=P + "cb", bind="query-params", persist_state="session")
+        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=P + "seed", bind="query-params", persist_state="session",
                                help="Which image of each class is drawn.")
         ia, ib = latent.pick_one(active.y, ca, seed), latent.pick_one(active.y, cb, seed + 1)
 with c2:
-    steps = st.slider("Steps on each path", 3, 16, 10, key=P + "steps", persist_state="session")
+    steps = st.slider("Steps on each path", 3, 16, 10, key=P + "steps", bind="query-params", persist_state="session")
     st.markdown("**Linear**: z(t) = (1 − t)·z_A + t·z_B.  \n**Spherical**: the direction of z turns along the "
                 "great circle from z_A to z_B while its length ‖z‖ moves linearly, so the path does not cut "
                 "through the low-norm middle of the space where the prior N(0, I) has little mass.")

@@ -4,7 +4,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from ui import common, logpx
+from ui import common, compare, logpx
 from vae_tf import plots
 
 st.title("log p(x) against the ELBO")
@@ -21,14 +21,16 @@ two_d = cfg.latent_dim == 2
 with st.form("logpx.form", border=True):
     c1, c2, c3, c4 = st.columns(4)
     n = c1.number_input("Test images", 10, logpx.MAX_IMAGES, logpx.DEFAULT_IMAGES, step=50, key=P + "n",
-                        persist_state="session", help="The first n test images.")
+                        bind="query-params", persist_state="session", help="The first n test images.")
     k = c2.select_slider("K, samples per image", logpx.K_CHOICES, value=logpx.DEFAULT_K, key=P + "k",
-                         persist_state="session", help="More samples: a tighter estimate, and a longer wait.")
-    seed = c3.number_input("Seed", 0, 2**31 - 1, logpx.DEFAULT_SEED, key=P + "seed", persist_state="session")
+                         bind="query-params", persist_state="session",
+                         help="More samples: a tighter estimate, and a longer wait.")
+    seed = c3.number_input("Seed", 0, 2**31 - 1, logpx.DEFAULT_SEED, key=P + "seed",
+                           bind="query-params", persist_state="session")
     grid_images = logpx.DEFAULT_GRID_IMAGES
     if two_d:
         grid_images = c4.number_input("Grid images", 0, 100, logpx.DEFAULT_GRID_IMAGES, key=P + "grid",
-                                      persist_state="session",
+                                      bind="query-params", persist_state="session",
                                       help="A 2-D latent lets log p(x) be integrated on a grid, exactly up to the "
                                            "grid's resolution: for the first images (≈1–3 s each, in the background).")
     submitted = st.form_submit_button("Estimate", type="primary", icon=":material/calculate:")
@@ -134,3 +136,10 @@ with right:
     per_image = logpx.per_image_table(result, active.y, active.dataset.label_name, grid)
     d2.download_button("Per image (CSV)", per_image.to_csv(index=False), f"{stem}-per-image.csv", "text/csv",
                        icon=":material/download:", width="stretch")
+
+st.subheader("(e) A VAE beside an IWAE")
+st.markdown("The IWAE objective trains on L_k instead of the ELBO. Below, two runs on the same test images (by "
+            "default the shipped pair trained alike with k = 5 samples per image, one on each objective), with "
+            f"the same estimator (first {compare.N_IMAGES} test images, K = {compare.K}). An estimate computed here "
+            "is reused on the Compare runs page, and the other way round.")
+compare.pair_section("page.logpx.pair.")

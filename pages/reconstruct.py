@@ -15,23 +15,27 @@ P = "page.rec."
 classes = common.class_options(active)
 c1, c2, c3 = st.columns(3, gap="medium")
 with c1:
-    mode = st.radio("Which images", ["random", "by class"], key=P + "mode", horizontal=True, persist_state="session")
+    mode = st.radio("Which images", ["random", "by class"], key=P + "mode", horizontal=True,
+                    bind="query-params", persist_state="session")
     if mode == "random" or not classes:
-        n = st.slider("How many", 4, 48, 16, step=4, key=P + "n", persist_state="session")
+        n = st.slider("How many", 4, 48, 16, step=4, key=P + "n", bind="query-params", persist_state="session")
     else:
         picked = st.multiselect("Classes", classes, default=classes[:4], format_func=active.dataset.label_name,
-                                key=P + "classes", persist_state="session")
-        per_class = st.slider("Images per class", 1, 12, 4, key=P + "per_class", persist_state="session")
+                                key=P + "classes", bind="query-params", persist_state="session")
+        per_class = st.slider("Images per class", 1, 12, 4, key=P + "per_class",
+                              bind="query-params", persist_state="session")
 with c2:
-    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=P + "seed", persist_state="session",
+    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=P + "seed", bind="query-params", persist_state="session",
                            help="Picks the images, and the sample z ~ q(z|x) when reconstructing from a sample.")
     source = st.radio("Decode", ["the posterior mean", "a sample z ~ q(z|x)"], key=P + "source",
-                      persist_state="session",
+                      bind="query-params", persist_state="session",
                       help="The mean of q(z|x) gives the typical reconstruction; a sample shows how much the "
                            "code is uncertain about: where q is wide, samples decode to visibly different images.")
 with c3:
-    n_prior = st.slider("Samples from the prior", 4, 48, 16, step=4, key=P + "n_prior", persist_state="session")
-    prior_seed = st.number_input("Prior seed", 0, 2**31 - 1, 0, key=P + "prior_seed", persist_state="session")
+    n_prior = st.slider("Samples from the prior", 4, 48, 16, step=4, key=P + "n_prior",
+                        bind="query-params", persist_state="session")
+    prior_seed = st.number_input("Prior seed", 0, 2**31 - 1, 0, key=P + "prior_seed",
+                                 bind="query-params", persist_state="session")
 
 if mode == "random" or not classes:
     idx = latent.pick_random(len(active.x), n, seed)

@@ -129,9 +129,11 @@ def pair_section(prefix: str, n: int = N_IMAGES, k: int = K, seed: int = SEED):
                                              f"(ETA {common.fmt_seconds(j.eta_seconds)})")
         progress()
     table = bounds_table(pair, n, k, seed)
-    if table.empty:
-        if not missing:
-            st.caption("Estimating…")
+    if len(table) < len(pair):  # side by side or not at all
+        for name in pair:
+            j = job(name, n, k, seed)
+            if j is not None and not j.running and j.error is not None:
+                st.error(f"The estimate of {name} failed: {j.error_text}")
         return
     lp = [c for c in table.columns if c.startswith("log p(x)")][0]
     rows = {"ELBO = L₁": table["ELBO"], "L₅": table["L_5"], "L₅₀": table["L_50"], f"log p(x), K = {k}": table[lp]}

@@ -99,10 +99,13 @@ def _run_picker(root: Path, disabled: bool):
     if not names:
         st.sidebar.info(f"No runs in {root} yet: train one on the Train page.")
         return None
+    default = state.DEFAULT_RUN if state.DEFAULT_RUN in names else names[0]
     current = st.session_state.get(state.ACTIVE_RUN)
     if current not in names:  # first open, or the run was removed
-        st.session_state[state.ACTIVE_RUN] = state.DEFAULT_RUN if state.DEFAULT_RUN in names else names[0]
-    return st.sidebar.selectbox("Active run", names, key=state.ACTIVE_RUN, disabled=disabled,
+        st.session_state[state.ACTIVE_RUN] = default
+    # bound to the URL (?run.active=…), which leaves out the widget's default: that must be the same default
+    return st.sidebar.selectbox("Active run", names, index=names.index(default), key=state.ACTIVE_RUN,
+                                disabled=disabled, bind="query-params",
                                 help="The trained model every page shows. Runs live in "
                                      f"{root}; a finished training becomes the active run.")
 
@@ -133,32 +136,37 @@ def dataset_label(name: str) -> str:
 
 # -- the next run's hyperparameters ---------------------------------------------------------------
 def _widget(spec, disabled: bool):
+    """One hyperparameter's widget, bound to the URL (?hp.latent_dim=2…). Each gets the library's default as
+    its own default, so that a link leaves out exactly the settings that are at their defaults."""
     key, label = HP + spec.name, LABELS.get(spec.name, spec.name.replace("_", " "))
-    kw = dict(key=key, help=spec.help, disabled=disabled)
+    default = default_values()[spec.name]
+    kw = dict(key=key, help=spec.help, disabled=disabled, bind="query-params")
     if spec.name == "dataset":
         options = list(DATASETS) + [p for p in st.session_state[state.UPLOADS] if p not in DATASETS]
         if st.session_state.get(key) not in options:
             options.append(st.session_state[key])
-        return st.selectbox("data set", options, format_func=dataset_label, **kw)
+        return st.selectbox("data set", options, index=options.index(default), format_func=dataset_label, **kw)
     if spec.kind == "int":
-        return st.number_input(label, min_value=int(spec.lo), max_value=int(spec.hi),
+        return st.number_input(label, min_value=int(spec.lo), max_value=int(spec.hi), value=int(default),
                                step=STEPS.get(spec.name, 1), **kw)
     if spec.kind == "optional_int":
         return st.number_input(label, min_value=int(spec.lo), max_value=int(spec.hi), step=STEPS.get(spec.name, 1),
-                               placeholder="all", **kw)
+                               value=default, placeholder="all", **kw)
     if spec.kind == "float":
-        return st.number_input(label, min_value=float(spec.lo), max_value=float(spec.hi),
+        return st.number_input(label, min_value=float(spec.lo), max_value=float(spec.hi), value=float(default),
                                step=STEPS.get(spec.name, 0.01), format=FORMATS.get(spec.name, "%g"), **kw)
     if spec.kind == "choice":
-        return st.radio(label, spec.choices, horizontal=True, **kw)
+        return st.radio(label, spec.choices, index=spec.choices.index(default), horizontal=True, **kw)
     if spec.kind == "hidden":
-        return st.text_input(label, **kw)
+        return st.text_input(label, value=default, **kw)
     if spec.kind == "sigma":
         gaussian = st.session_state.get(HP + "likelihood") == "gaussian"
-        learned = st.toggle("learn σ", key=SIGMA_LEARNED, disabled=disabled or not gaussian,
+        learned = st.toggle("learn σ", value=default == "learned", key=SIGMA_LEARNED, bind="query-params",
+                            disabled=disabled or not gaussian,
                             help="Train one σ for all pixels with the rest of the model (Gaussian likelihood only).")
         value = st.number_input(label, min_value=float(spec.lo), max_value=float(spec.hi), step=STEPS["sigma"],
-                                format=FORMATS["sigma"], key=key, help=spec.help,
+                                value=float(default) if default != "learned" else 0.1, format=FORMATS["sigma"],
+                                key=key, help=spec.help, bind="query-params",
                                 disabled=disabled or not gaussian or learned)
         return "learned" if learned else value
     return st.text_input(label, **kw)

@@ -1,0 +1,88 @@
+"""Shareable links: the view lives in the URL, so a copied link reopens it (as TensorFlow Playground's do).
+
+Every widget that shapes a view (the active run, the next run's hyperparameters, each page's choices)
+is created with bind="query-params": Streamlit writes its value into the URL under its key whenever it
+differs from the widget's default, and seeds the widget from the URL when it first appears. A value the
+widget cannot take (a removed run, a number out of range, an unknown option) is dropped by Streamlit and
+the widget keeps its default; `report` says so, so that a stale link does not fail silently.
+"""
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+PENDING = "links.pending"  # {key: [values]}: the opening URL's parameters not yet claimed by a widget
+OURS = ("run.", "hp.", "page.")  # key prefixes of the bound widgets (ui/state.py's naming)
+IGNORED = frozenset({"embed", "embed_options"})  # Streamlit's own
+
+
+def remember():
+    """On a session's first run, before any widget: keep the URL's parameters, to check each one when
+    the widget it names has been drawn."""
+    if PENDING not in st.session_state:
+        st.session_state[PENDING] = {k: st.query_params.get_all(k) for k in st.query_params if k not in IGNORED}
+
+
+def check() -> list[str]:
+    """After a script run: settle the pending parameters whose widgets now exist; a sentence for each one
+    that could not be used. Parameters of pages not visited yet stay pending; unknown ones are dropped."""
+    pending = st.session_state.get(PENDING) or {}
+    found = []
+    for key, raw in list(pending.items()):
+        shown = ", ".join(raw)
+        if key in st.session_state:
+            del pending[key]
+            if st.query_params.get_all(key) != raw and not matches(st.session_state[key], raw):
+                found.append(f"`{key}={shown}` is not a valid value here, so it is {describe(st.session_state[key])}")
+        elif not key.startswith(OURS):
+            del pending[key]
+            found.append(f"`{key}` is not a setting of VAE Lab")
+            _drop(key)
+    return found
+
+
+def report(slot):
+    """Called after the page has drawn its widgets: say which of the link's settings were not used."""
+    if not st.session_state.get(PENDING):
+        return
+    found = check()
+    if found:
+        slot.warning("This link asked for settings that do not exist here; the defaults are used instead: "
+                     + "; ".join(found) + ".", icon=":material/link_off:")
+
+
+def matches(value, raw: list[str]) -> bool:
+    """Whether a widget's value is what the URL's strings asked for (the URL gave the default, which the
+    widget leaves out of the URL, or another spelling of the value, like 5.0 for 5)."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return len(values) == len(raw) and all(_same(v, r) for v, r in zip(values, raw))
+
+
+def _same(v, r: str) -> bool:
+    if v is None:
+        return r in ("", "None")
+    if isinstance(v, bool):
+        return r.lower() == str(v).lower()
+    if isinstance(v, (int, float)):
+        try:
+            return math.isclose(float(r), float(v), rel_tol=1e-9, abs_tol=1e-12)
+        except ValueError:
+            return False
+    return str(v) == r
+
+
+def describe(value) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) or "empty"
+    return str(value)
+
+
+def _drop(key: str):
+    """Remove a parameter that names no setting from the URL."""
+    try:
+        del st.query_params[key]
+    except Exception:  # noqa: BLE001  (bound to some widget after all: Streamlit keeps it)
+        pass

@@ -33,9 +33,8 @@ links.remember()  # the URL this session opened with: its settings seed the widg
 training.finalize()  # a training interrupted by this rerun (Stop, a page switch) becomes the active run
 sidebar.render(page.url_path)
 common.show_flash()
-link_notice = st.container()  # filled after the page: which of a link's settings could not be used
+link_notice = st.container()  # which of a link's settings could not be used
+links.report(link_notice)  # the run and hyperparameters (drawn by now), and names that are no setting at all
 logpx.prewarm(str(state.checkpoints_root()))  # once per server: the log p(x) page's default answer
-try:
-    page.run()
-finally:  # also after a page's st.stop()
-    links.report(link_notice)
+page.run()
+links.report(link_notice)  # the page's own settings (a page that stops early is checked on a later run)

@@ -34,7 +34,7 @@ def check() -> list[str]:
         if key in st.session_state:
             del pending[key]
             if st.query_params.get_all(key) != raw and not matches(st.session_state[key], raw):
-                found.append(f"`{key}={shown}` is not a valid value here, so it is {describe(st.session_state[key])}")
+                found.append(f"`{key}={shown}` is not valid here (now {describe(st.session_state[key])})")
         elif not key.startswith(OURS):
             del pending[key]
             found.append(f"`{key}` is not a setting of VAE Lab")
@@ -43,12 +43,13 @@ def check() -> list[str]:
 
 
 def report(slot):
-    """Called after the page has drawn its widgets: say which of the link's settings were not used."""
+    """Say which of the link's settings whose widgets exist by now were not used (called before and after
+    the page: a statement after st.stop() never runs, and every element written after it is discarded)."""
     if not st.session_state.get(PENDING):
         return
     found = check()
     if found:
-        slot.warning("This link asked for settings that do not exist here; the defaults are used instead: "
+        slot.warning("Some settings of this link could not be used, so their defaults apply: "
                      + "; ".join(found) + ".", icon=":material/link_off:")
 
 

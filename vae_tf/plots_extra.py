@@ -65,7 +65,8 @@ def posterior_map(z1, z2, log_posterior, q_loc, q_scale, samples=None, marks=(),
         labels = [str(p[0]) for p in points]
         zs = np.asarray([p[1] for p in points], np.float64).reshape(-1, 2)
         fig.add_trace(go.Scatter(x=zs[:, 0], y=zs[:, 1], mode="markers+text", text=labels, name=name,
-                                 showlegend=bool(len(points)), textposition="top center",
+                                 showlegend=bool(len(points)),  # q's label below its mark, a mode's above
+                                 textposition=["bottom center" if lab == "q" else "top center" for lab in labels],
                                  textfont=dict(color=color, size=14),
                                  marker=dict(size=11, color="white", line=dict(color=color, width=2.5)),
                                  hovertemplate="%{text}: (%{x:.3f}, %{y:.3f})<extra></extra>"))

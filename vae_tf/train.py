@@ -31,7 +31,8 @@ from .data import Dataset, TEST_BINARIZATION_SEED
 from .model import VAE
 
 EVAL_BATCH = 2000
-STEPS_PER_CALL = 10
+STEPS_PER_CALL = 50  # at most: each call costs ~1.5 ms of dispatch, 4 % of a default step at 10 a call
+CALL_FLOPS = 5e10  # fewer steps a call when steps are big: ~0.2 s a call on 2 cores, so a stop lands soon
 MAX_CURVE_POINTS = 2000
 
 
@@ -84,11 +85,12 @@ class Trainer:
 
     def __init__(self, config: Config, dataset: Dataset, run_dir: Path | str | None = None,
                  resume: bool = False, strategy: tf.distribute.Strategy | None = None,
-                 steps_per_call: int = STEPS_PER_CALL, jit_compile: bool | None = None):
-        """steps_per_call steps run inside one compiled call (a stop lands between calls);
-        jit_compile=None means XLA on a single device, where it fuses the step's small ops."""
+                 steps_per_call: int | None = None, jit_compile: bool | None = None):
+        """steps_per_call steps run inside one compiled call (a stop lands between calls; None: as many
+        as ~CALL_FLOPS hold, at most STEPS_PER_CALL); jit_compile=None means XLA on a single device,
+        where it fuses the step's small ops."""
         self.config, self.dataset = config, dataset
-        self.steps_per_call = max(1, int(steps_per_call))
+        self.steps_per_call = max(1, int(steps_per_call or default_steps_per_call(config, dataset.num_pixels)))
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.strategy = strategy or tf.distribute.get_strategy()
         self.is_chief = is_chief(self.strategy)
@@ -141,17 +143,22 @@ class Trainer:
 
         @tf.function
         def draws(idx, step0):
-            """idx (n, B) → the call's pixels (spc, B, D) uint8, uniforms and ε, zero-padded to spc steps."""
+            """idx (n, B) → the call's pixels (spc, B, D) uint8 — binarized for a Bernoulli likelihood — and
+            ε (spc, S, B, d), zero-padded to spc steps. The binarization is done here, outside XLA, too:
+            XLA may divide by 255 differently in the last bit, and one flipped pixel changes the run."""
             n = tf.shape(idx)[0]
             steps = step0 + tf.range(n, dtype=tf.int64)
             u, eps = tf.map_fn(step_draws, steps, fn_output_signature=(tf.float32, tf.float32))
-            pad = lambda t: tf.pad(t, [[0, spc - n]] + [[0, 0]] * (t.shape.rank - 1))  # noqa: E731
-            return pad(tf.gather(self.x_train, idx)), pad(u), pad(eps)
-
-        def train_step(x_uint8, u, eps, kl_weight):
-            x = tf.cast(x_uint8, tf.float32) / 255.0
+            x = tf.gather(self.x_train, idx)
             if bernoulli:  # dynamic binarization: P(pixel = 1) = grey level, new bits every step
-                x = tf.cast(u < x, tf.float32)
+                x = tf.cast(u < tf.cast(x, tf.float32) / 255.0, tf.uint8)
+            pad = lambda t: tf.pad(t, [[0, spc - n]] + [[0, 0]] * (t.shape.rank - 1))  # noqa: E731
+            return pad(x), pad(eps)
+
+        def train_step(x_uint8, eps, kl_weight):
+            x = tf.cast(x_uint8, tf.float32)
+            if not bernoulli:  # grey levels in [0, 1]
+                x = x / 255.0
             with tf.GradientTape() as tape:
                 loss, recon, kl = self._loss(x, eps, kl_weight)
                 scaled = loss / replicas
@@ -162,22 +169,22 @@ class Trainer:
         # Several steps per call: Python and dispatch overhead is paid once per call, and XLA fuses
         # the binarization and the elementwise ops of each step around its matmuls.
         @tf.function(jit_compile=self.jit_compile)
-        def run_steps(x, u, eps, n, kl_weight):
+        def run_steps(x, eps, n, kl_weight):
             """n of the spc padded steps → (spc, 3) loss, recon, kl (rows from n on are zero)."""
             out = tf.zeros([spc, 3])
             for i in tf.range(n):
-                out = tf.tensor_scatter_nd_update(out, [[i]], train_step(x[i], u[i], eps[i], kl_weight)[None])
+                out = tf.tensor_scatter_nd_update(out, [[i]], train_step(x[i], eps[i], kl_weight)[None])
             return out
 
         @tf.function
-        def run_steps_distributed(x, u, eps, n, kl_weight):
+        def run_steps_distributed(x, eps, n, kl_weight):
             """Each replica takes its slice of every batch; the optimizer all-reduces the gradients."""
             def shard(t, axis):
                 return self.strategy.experimental_distribute_values_from_function(
                     lambda ctx: tf.split(t, replicas, axis=axis)[ctx.replica_id_in_sync_group])
             out = tf.zeros([spc, 3])
             for i in tf.range(n):
-                per = self.strategy.run(train_step, args=(shard(x[i], 0), shard(u[i], 0), shard(eps[i], 1), kl_weight))
+                per = self.strategy.run(train_step, args=(shard(x[i], 0), shard(eps[i], 1), kl_weight))
                 row = self.strategy.reduce("MEAN", per, axis=None)
                 out = tf.tensor_scatter_nd_update(out, [[i]], row[None])
             return out
@@ -188,9 +195,9 @@ class Trainer:
         """len(idx) steps from global step step0 on the batches idx (n, B) → (n, 3) loss, recon, kl."""
         idx, step0 = np.asarray(idx, np.int32), int(step0)
         future = self._prefetched.pop(step0, None)
-        x, u, eps = future.result() if future is not None else self._draws_fn(tf.constant(idx), tf.constant(step0, tf.int64))
+        x, eps = future.result() if future is not None else self._draws_fn(tf.constant(idx), tf.constant(step0, tf.int64))
         n = len(idx)
-        return self._run_steps(x, u, eps, tf.constant(n, tf.int32), tf.constant(kl_weight, tf.float32))[:n]
+        return self._run_steps(x, eps, tf.constant(n, tf.int32), tf.constant(kl_weight, tf.float32))[:n]
 
     def _prefetch(self, idx: np.ndarray, first_step: int):
         """Start drawing a later call's inputs on the helper thread (TF releases the GIL while it runs)."""
@@ -367,6 +374,14 @@ def step_seeds(base_seed, step, n: int):
     """n independent stateless seeds (int32, as TFP wants them) for one step: a pure function of (seed, step)."""
     return tf.random.experimental.stateless_split(
         tf.random.experimental.stateless_fold_in(base_seed, tf.cast(step, tf.int32)), n)
+
+
+def default_steps_per_call(config: Config, num_pixels: int) -> int:
+    """Steps a call: ~CALL_FLOPS of matmuls (a step ≈ 3 × the forward pass), between 1 and STEPS_PER_CALL."""
+    enc = [num_pixels, *config.hidden, 2 * config.latent_dim]
+    dec = [config.latent_dim, *([] if config.decoder == "linear" else reversed(config.hidden)), num_pixels]
+    macs = sum(a * b for a, b in zip(enc, enc[1:])) + config.mc_samples * sum(a * b for a, b in zip(dec, dec[1:]))
+    return max(1, min(STEPS_PER_CALL, int(CALL_FLOPS // (6 * config.batch_size * macs))))
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 MNIST_CLASSES = tuple(str(i) for i in range(10))
 TEST_BINARIZATION_SEED = 1234  # fixed across runs on purpose: every run is scored on the same bits
 MAX_NPZ_BYTES = 200 * 2**20
+MAX_UNPACKED_BYTES = 256 * 2**20  # the arrays once decompressed: a small .npz of zeros can hold gigabytes
 MAX_SIDE = 64
 
 
@@ -113,7 +115,8 @@ def load_mnist() -> Dataset:
     return Dataset("mnist", x_train, y_train, x_test, y_test, MNIST_CLASSES)
 
 
-def load_npz(source, name: str | None = None, max_bytes: int = MAX_NPZ_BYTES) -> Dataset:
+def load_npz(source, name: str | None = None, max_bytes: int = MAX_NPZ_BYTES,
+             max_unpacked_bytes: int = MAX_UNPACKED_BYTES) -> Dataset:
     """A user's .npz: x_train and x_test (N, H, W) or (N, H, W, 1), uint8 0–255 or float 0–1;
     optional integer y_train, y_test. Pickled objects are refused (allow_pickle=False)."""
     expected = ("expected a .npz with arrays x_train and x_test of shape (N, H, W) or (N, H, W, 1), "
@@ -133,6 +136,10 @@ def load_npz(source, name: str | None = None, max_bytes: int = MAX_NPZ_BYTES) ->
             raise DataError(f"{name} is {len(data) / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB")
     if not data.startswith(b"PK"):  # a .npz is a zip; otherwise np.load would try (and refuse) a pickle
         raise DataError(f"{name} is not a .npz (zip) file: {expected}")
+    unpacked = _unpacked_size(data)
+    if unpacked > max_unpacked_bytes:
+        raise DataError(f"{name} holds {unpacked / 2**20:,.0f} MB of arrays once decompressed; the limit is "
+                        f"{max_unpacked_bytes / 2**20:.0f} MB (uint8 images take a quarter of float32's room)")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             keys = set(z.files)
@@ -160,6 +167,16 @@ def load_npz(source, name: str | None = None, max_bytes: int = MAX_NPZ_BYTES) ->
         top = max(int(y.max()) for y in (y_train, y_test) if y is not None and len(y))
         classes = tuple(str(i) for i in range(top + 1))
     return Dataset(name, x_train, y_train, x_test, y_test, classes)
+
+
+def _unpacked_size(data: bytes) -> int:
+    """The decompressed size of a zip's members, from its directory, before anything is decompressed.
+    zipfile never yields more than a member's declared size, so the directory cannot understate it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return sum(info.file_size for info in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return 0  # not a readable zip: np.load below says so
 
 
 def _check_images(x: np.ndarray, key: str, name: str, expected: str) -> np.ndarray:

@@ -33,8 +33,12 @@ class Job:
         try:
             self.result = self._fn(self)
         except BaseException as e:  # reported to the page, never lost in a thread
-            self.error, self.error_text = e, "".join(traceback.format_exception_only(type(e), e)).strip()
+            self.error_text = "".join(traceback.format_exception_only(type(e), e)).strip()
+            self.error = e.with_traceback(None)  # its frames would keep the model and images alive
         finally:
+            # A finished job is kept for its result only: the work's closure holds a model and its test
+            # images, which must not outlive the run cache's bounded entries for as long as the job is listed.
+            self._fn = None
             self.seconds = time.perf_counter() - self.started
             self.finished.set()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import zipfile
 
 import numpy as np
 import streamlit as st
@@ -44,6 +45,41 @@ def run_summary(root: str, name: str, stamp: int) -> dict:
     history = checkpoints.read_json(path / "history.json")
     epochs = history.get("epochs") or []
     return {"config": config.to_dict(), "meta": meta, "final": epochs[-1] if epochs else {}}
+
+
+# Members every VAE Lab weights file holds, whatever the config (model.py names the output layers so).
+REQUIRED_WEIGHTS = ("encoder/enc_out/kernel.npy", "decoder/dec_out/kernel.npy", "__steps_done__.npy")
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def run_problem(root: str, name: str, stamp: int) -> str | None:
+    """Why the run cannot be loaded, read from its files without TensorFlow (so the sidebar can afford it
+    for every run), or None if it looks whole. Names, JSON files and the weights file's directory and
+    checksums are checked; a file that passes all that but does not fit the model is caught on loading."""
+    try:
+        path = checkpoints.run_dir(name, root)
+    except checkpoints.CheckpointError:
+        return "not a run name: 1–64 letters, digits, '.', '_' or '-'"
+    try:
+        checkpoints.read_meta(path)
+        checkpoints.read_config(path)
+        checkpoints.read_history(path)
+        weights = path / "weights.npz"
+        if not weights.is_file():
+            return "weights.npz is missing"
+        try:
+            with zipfile.ZipFile(weights) as z:
+                damaged = z.testzip()  # reads every member: a CRC that does not match names it
+                members = set(z.namelist())
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            return f"weights.npz is not a readable weights file (truncated or foreign?): {e}"
+        if damaged:
+            return f"weights.npz is damaged ({damaged} does not match its checksum)"
+        if not set(REQUIRED_WEIGHTS) <= members:
+            return "weights.npz is not a VAE Lab weights file (foreign?)"
+    except checkpoints.CheckpointError as e:
+        return str(e).replace(f"{path}/", "")
+    return None
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from vae_tf.checkpoints import CheckpointError
+from vae_tf.checkpoints import RUN_NAME_RE, CheckpointError
 from vae_tf.config import DATASETS, FIELDS, Config, ConfigError
 
 from . import loaders, state
@@ -95,7 +95,18 @@ def _init_state():
 
 # -- the active run ---------------------------------------------------------------------------
 def _run_picker(root: Path, disabled: bool):
-    names = state.run_names(root)
+    names, broken = [], {}
+    for name in state.run_names(root):
+        problem = loaders.run_problem(str(root), name, state.run_stamp(name, root))
+        if problem:
+            broken[name] = problem
+        else:
+            names.append(name)
+    if broken:  # a run that cannot load is not offered (a page would only say so): list them with the reason
+        st.sidebar.caption("Not listed, as they cannot be loaded: "
+                           + "; ".join(f"`{n if RUN_NAME_RE.fullmatch(n) else repr(n)}` ({why})"
+                                       for n, why in broken.items())
+                           + ". The table of runs on the Train page lists them too.")
     if not names:
         st.sidebar.info(f"No runs in {root} yet: train one on the Train page.")
         return None

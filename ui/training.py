@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import threading
 import time
 from pathlib import Path
@@ -165,35 +166,59 @@ def train(request: dict):
             st.error(f"A run named {name!r} already exists; choose another name (runs are never overwritten).")
             return
         try:
-            trainer = Trainer(config, dataset, path)
-        except ValueError as e:  # e.g. a batch larger than the training set
-            _remove_if_empty(path)
-            st.error(f"Cannot train: {e}")
-            return
-        done = threading.Event()  # set once fit() has returned or raised, i.e. after the Trainer's last save
-        st.session_state[state.TRAIN_IN_PROGRESS] = {"name": name, "done": done}
-        st.button("Stop", key="train.stop", icon=":material/stop_circle:",
-                  help="Stop after the steps being computed now; every finished step is saved as the run.")
-        with st.status(f"Training **{name}** — {trainer.total_steps:,} steps on {trainer.num_train:,} images",
-                       expanded=True) as status:
-            view = LiveView(status, config, trainer.steps_per_epoch)
-            try:
-                trainer.fit(on_step=view.on_step, on_epoch=view.on_epoch)
-            except TrainingDiverged as e:
-                done.set()
-                st.session_state.pop(state.TRAIN_IN_PROGRESS, None)
-                status.update(label="Training diverged", state="error")
-                kept = (path / "meta.json").is_file()
+            _train_into(path, name, config, dataset, Trainer, TrainingDiverged)
+        except BaseException:
+            # Stopped before the first save (a tab closed while the step compiled): no session reruns to
+            # clean up after it, so an empty run directory would be left claiming the name.
+            if not (path / "meta.json").is_file():
                 _remove_if_empty(path)
-                st.error(f"{e}" + (f" The last good checkpoint is kept as run **{name}**." if kept else
-                                   " Nothing was saved.") + " Try a smaller learning rate.")
-                return
-            finally:
-                done.set()
-            status.update(label=f"Trained **{name}**", state="complete")
+            raise
     finally:
         slots.release()
-    st.rerun()  # finalize() makes it the active run and says so
+    if (path / "meta.json").is_file() and checkpoints.read_meta(path).get("status") != "diverged":
+        st.rerun()  # finalize() makes it the active run and says so
+
+
+def _train_into(path: Path, name: str, config: Config, dataset, Trainer, TrainingDiverged):
+    """Build the trainer and fit it, drawing the live view; a divergence is reported here."""
+    try:
+        trainer = Trainer(config, dataset, path)
+    except ValueError as e:  # e.g. a batch larger than the training set
+        _remove_if_empty(path)
+        st.error(f"Cannot train: {e}")
+        return
+    done = threading.Event()  # set once fit() has returned or raised, i.e. after the Trainer's last save
+    st.session_state[state.TRAIN_IN_PROGRESS] = {"name": name, "done": done}
+    st.button("Stop", key="train.stop", icon=":material/stop_circle:",
+              help="Stop after the steps being computed now; every finished step is saved as the run.")
+    with st.status(f"Training **{name}** — {trainer.total_steps:,} steps on {trainer.num_train:,} images",
+                   expanded=True) as status:
+        view = LiveView(status, config, trainer.steps_per_epoch)
+        try:
+            trainer.fit(on_step=view.on_step, on_epoch=view.on_epoch)
+        except TrainingDiverged as e:
+            done.set()
+            st.session_state.pop(state.TRAIN_IN_PROGRESS, None)
+            status.update(label="Training diverged", state="error")
+            _remove_if_empty(path)
+            if (path / "meta.json").is_file():
+                meta = _mark_diverged(path, str(e))
+                st.error(f"{e}. Run **{name}** keeps its last good epoch ({meta.get('epochs_done', 0):g} of "
+                         f"{config.epochs}); it loads like any other run, marked diverged in the table of runs.")
+            else:
+                st.error(f"{e}. Nothing was saved.")
+            return
+        finally:
+            done.set()
+        status.update(label=f"Trained **{name}**", state="complete")
+
+
+def _mark_diverged(path: Path, message: str) -> dict:
+    """The run's files are the last good epoch's, with status "training": say that it will not go on."""
+    meta = checkpoints.read_meta(path)
+    meta.update(status="diverged", diverged=message)
+    checkpoints.atomic_write_bytes(path / "meta.json", json.dumps(meta, indent=2).encode())
+    return meta
 
 
 # -- uploads ---------------------------------------------------------------------------------------------
@@ -234,6 +259,9 @@ def runs_table(root: Path) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=RUN_COLUMNS)
     df = df[[c for c in RUN_COLUMNS + ["error"] if c in df.columns]].copy()
+    # list_runs reads the JSON files; the sidebar's check also reads names and the weights file
+    df["error"] = [e if e else (loaders.run_problem(str(root), n, state.run_stamp(n, root)) or "")
+                   for n, e in zip(df["name"], df["error"].fillna(""))]
     # sigma mixes numbers and "learned"; dataset may be a long path: show both as short text
     df["sigma"] = [("" if lk != "gaussian" else str(s)) for s, lk in zip(df["sigma"], df["likelihood"])]
     df["dataset"] = [Path(d).name if isinstance(d, str) and d.endswith(".npz") else d for d in df["dataset"]]

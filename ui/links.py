@@ -15,6 +15,7 @@ import streamlit as st
 PENDING = "links.pending"  # {key: [values]}: the opening URL's parameters not yet claimed by a widget
 OURS = ("run.", "hp.", "page.")  # key prefixes of the bound widgets (ui/state.py's naming)
 IGNORED = frozenset({"embed", "embed_options"})  # Streamlit's own
+TEXT = frozenset({"run.active"})  # bound widgets whose values are names: a run may be called "inf"
 
 
 def remember():
@@ -22,6 +23,14 @@ def remember():
     the widget it names has been drawn."""
     if PENDING not in st.session_state:
         st.session_state[PENDING] = {k: st.query_params.get_all(k) for k in st.query_params if k not in IGNORED}
+        infinite = [k for k, raw in st.session_state[PENDING].items() if k not in TEXT and any(map(_infinite, raw))]
+        if infinite:
+            # Streamlit's integer number_input turns a URL's "inf" or "1e400" into an int before it checks the
+            # range: OverflowError, a traceback instead of the page. Drop such values and run again with the
+            # URL without them (the notice still names them, as any value a widget cannot take).
+            for key in infinite:
+                _drop(key)
+            st.rerun()
 
 
 def check() -> list[str]:
@@ -79,6 +88,13 @@ def describe(value) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value)) or "empty"
     return str(value)
+
+
+def _infinite(raw: str) -> bool:
+    try:
+        return math.isinf(float(raw))
+    except ValueError:
+        return False
 
 
 def _drop(key: str):

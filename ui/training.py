@@ -146,25 +146,21 @@ def train(request: dict):
     root = state.checkpoints_root()
     problem = name_problem(name, root)
     if problem:
-        st.error(f"Cannot train: {problem}.")
-        return
+        _refuse("error", f"Cannot train: {problem}.")
     slots = loaders.training_slots()
     if not slots.try_acquire():
-        st.warning("Another training is running, wait or try a smaller run.")
-        return
+        _refuse("warning", "Another training is running, wait or try a smaller run.")
     path = checkpoints.run_dir(name, root)
     try:
         try:
             dataset = loaders.dataset(config.dataset)
         except DataError as e:
-            st.error(f"Cannot load the data set: {e}")
-            return
+            _refuse("error", f"Cannot load the data set: {e}")
         try:
             root.mkdir(parents=True, exist_ok=True)
             path.mkdir()  # claims the name atomically: two sessions cannot both write it
         except FileExistsError:
-            st.error(f"A run named {name!r} already exists; choose another name (runs are never overwritten).")
-            return
+            _refuse("error", f"A run named {name!r} already exists; choose another name (runs are never overwritten).")
         try:
             _train_into(path, name, config, dataset, Trainer, TrainingDiverged)
         except BaseException:
@@ -175,8 +171,14 @@ def train(request: dict):
             raise
     finally:
         slots.release()
-    if (path / "meta.json").is_file() and checkpoints.read_meta(path).get("status") != "diverged":
-        st.rerun()  # finalize() makes it the active run and says so
+    st.rerun()  # finalize() makes it the active run and says so
+
+
+def _refuse(kind: str, message: str):
+    """Say why on the next script run, and start it now: this run drew the sidebar and the Train button
+    disabled for the training it expected, and a disabled widget cannot be clicked to fix the setting."""
+    common.flash(kind, message)
+    st.rerun()
 
 
 def _train_into(path: Path, name: str, config: Config, dataset, Trainer, TrainingDiverged):
@@ -185,8 +187,7 @@ def _train_into(path: Path, name: str, config: Config, dataset, Trainer, Trainin
         trainer = Trainer(config, dataset, path)
     except ValueError as e:  # e.g. a batch larger than the training set
         _remove_if_empty(path)
-        st.error(f"Cannot train: {e}")
-        return
+        _refuse("error", f"Cannot train: {e}")
     done = threading.Event()  # set once fit() has returned or raised, i.e. after the Trainer's last save
     st.session_state[state.TRAIN_IN_PROGRESS] = {"name": name, "done": done}
     st.button("Stop", key="train.stop", icon=":material/stop_circle:",
@@ -203,11 +204,9 @@ def _train_into(path: Path, name: str, config: Config, dataset, Trainer, Trainin
             _remove_if_empty(path)
             if (path / "meta.json").is_file():
                 meta = _mark_diverged(path, str(e))
-                st.error(f"{e}. Run **{name}** keeps its last good epoch ({meta.get('epochs_done', 0):g} of "
-                         f"{config.epochs}); it loads like any other run, marked diverged in the table of runs.")
-            else:
-                st.error(f"{e}. Nothing was saved.")
-            return
+                _refuse("error", f"{e}. Run **{name}** keeps its last good epoch ({meta.get('epochs_done', 0):g} "
+                                 f"of {config.epochs}); it loads like any other run, marked diverged in the table of runs.")
+            _refuse("error", f"{e}. Nothing was saved.")
         finally:
             done.set()
         status.update(label=f"Trained **{name}**", state="complete")

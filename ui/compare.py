@@ -139,8 +139,8 @@ def pair_section(prefix: str, n: int = N_IMAGES, k: int = K, seed: int = SEED):
     rows = {"ELBO = L₁": table["ELBO"], "L₅": table["L_5"], "L₅₀": table["L_50"], f"log p(x), K = {k}": table[lp]}
     common.chart(plots_extra.bound_comparison(list(table["run"]), {r: list(v) for r, v in rows.items()}),
                  f"Means over the first {n} test images, from one set of K = {k} draws per image: the ELBO, the "
-                 "IWAE bounds L₅ and L₅₀, and the importance-sampled log p(x). The gap is the distance from the "
-                 "first bar to the last.", key=prefix + "chart", toolbar=False)
+                 "IWAE bounds L₅ and L₅₀, and the importance-sampled log p(x). Each run's line climbs by its gap "
+                 "from the first point to the last.", key=prefix + "chart", toolbar=False)
     fmt = st.column_config.NumberColumn(format="%.2f")
     st.dataframe(table, hide_index=True, column_config={c: fmt for c in table.columns if c not in ("run", "images")})
     if len(table) == 2:

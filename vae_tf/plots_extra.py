@@ -293,7 +293,9 @@ def bound_comparison(names, rows: dict, height: int = 380) -> go.Figure:
     for i, name in enumerate(names):
         ys = [float(rows[label][i]) for label in labels]
         fig.add_trace(go.Scatter(x=labels, y=ys, mode="lines+markers+text", name=str(name),
-                                 text=[f"{v:.2f}" for v in ys], textposition="top center",
+                                 text=[f"{v:.2f}" for v in ys],  # the higher run's label above, others below
+                                 textposition=["top center" if v >= max(map(float, rows[label])) else "bottom center"
+                                               for v, label in zip(ys, labels)],
                                  line=dict(color=RUN_COLORS[i % len(RUN_COLORS)], width=2.5), marker=dict(size=10),
                                  hovertemplate="%{x}: %{y:.2f}<extra>" + str(name) + "</extra>"))
     allv = np.asarray([v for vs in rows.values() for v in vs], np.float64)

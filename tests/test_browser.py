@@ -19,13 +19,13 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "browser"
-SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian")
+SHIPPED = tuple(sorted(p.parent.name for p in (REPO / "checkpoints").glob("*/meta.json")))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -120,10 +120,9 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
+    assert "fashion-default" in SHIPPED, "the shipped runs are missing (checkpoints/make_shipped_runs.sh)"
     for name in SHIPPED:
-        src = REPO / "checkpoints" / name
-        assert (src / "meta.json").is_file(), f"shipped run {name} is missing (checkpoints/make_shipped_runs.sh)"
-        shutil.copytree(src, root / name)
+        shutil.copytree(REPO / "checkpoints" / name, root / name)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):
         old.unlink()
@@ -164,11 +163,13 @@ def page(browser, server):
 # -- driving the app ---------------------------------------------------------------------------------------
 def wait_ready(pg, timeout: float = 120, settle: float = 0.6):
     """Until the script has finished (the app's own 'not running' state, no running indicator) and has
-    stayed finished for `settle` seconds, with a page title drawn."""
+    stayed finished for `settle` seconds, with a page title and every chart drawn."""
     deadline, since = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         ready = (pg.locator(IDLE).count() > 0 and pg.locator(RUNNING_ICON).count() == 0
-                 and pg.locator('[data-testid="stMain"] h1').count() > 0)
+                 and pg.locator('[data-testid="stMain"] h1').count() > 0
+                 # plotly's library loads lazily: a chart's frame shows before its plot is drawn
+                 and pg.locator('[data-testid="stPlotlyChart"]').count() == pg.locator(f"[data-testid='stPlotlyChart'] {CHART}").count())
         if not ready:
             since = None
         elif since is None:
@@ -271,14 +272,20 @@ def set_config(pg, values: dict, name: str):
     assert not errors(pg), errors(pg)
 
 
+def link(values: dict) -> str:
+    """The URL of the Train page with these hyperparameters: the sidebar's widgets are bound to the URL."""
+    return "?" + urlencode({f"hp.{k}": v for k, v in values.items()})
+
+
 def start_training(pg, values: dict, name: str):
     set_config(pg, values, name)
     pg.locator(".st-key-train-go button").click()
     pg.get_by_text(re.compile(r"step [\d,]+ of [\d,]+")).first.wait_for(timeout=60_000)
 
 
-def wait_epoch(pg, epoch: int, timeout: float = 90_000):
-    pg.get_by_text(re.compile(rf"epoch {epoch} of \d+ done")).first.wait_for(timeout=timeout)
+def wait_first_epoch(pg, timeout: float = 90_000):
+    """Until the live status reports a finished epoch (it shows the latest one: 'epoch 3 of 60 done')."""
+    pg.get_by_text(re.compile(r"epoch \d+ of \d+ done")).first.wait_for(timeout=timeout)
 
 
 def meta(server, name: str) -> dict:
@@ -339,6 +346,36 @@ def test_every_page_opens_with_its_results_and_no_error(page, server):
     assert seen == [t for t, _ in links]
 
 
+def test_a_number_typed_past_its_bound_is_flagged_and_never_used(page, server):
+    open_app(page, server)
+    box = page.locator(".st-key-hp-latent_dim input")
+    for typed in ("257", "0", "1000000000000"):
+        box.fill(typed)
+        box.press("Enter")
+        wait_ready(page)
+        flagged = page.locator(".st-key-hp-latent_dim").inner_text()
+        assert "Number is outside the allowed range. Please enter a value between 1 and 256." in flagged, flagged
+        caption = page.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]').first.inner_text()
+        assert "latent 20," in caption, caption  # what Train would use: the last valid value
+    shot(page, "10-latent-out-of-range")
+    box.fill("256")
+    box.press("Enter")
+    wait_ready(page)
+    assert "latent 256," in page.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]').first.inner_text()
+
+
+def test_a_link_with_an_infinite_number_opens_the_page_with_a_notice(page, server):
+    """Streamlit's integer inputs raised OverflowError on ?…=inf or 1e400 (ui/links.py drops them first)."""
+    for path, key, value in (("theory", "page.theory.image", "1e400"), ("prior-sampling", "page.prior.image", "-inf"),
+                             ("", "hp.latent_dim", "inf")):
+        open_app(page, server, f"{path}?{key}={value}")
+        assert not errors(page), errors(page)
+        notice = page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()
+        assert any(f"{key}={value} is not valid here" in n for n in notice), notice
+        assert f"{key}=" not in page.url
+    shot(page, "11-link-with-inf")
+
+
 def test_training_a_tiny_run_adds_it_to_the_runs(page, server):
     open_app(page, server)
     start_training(page, TINY, "browser-tiny")
@@ -360,9 +397,10 @@ def test_closing_the_tab_mid_training_stops_it_and_keeps_a_whole_run(browser, se
     server.wait_cpu_idle(timeout=120)  # background estimates of the earlier pages are done
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
-    open_app(pg, server)
-    start_training(pg, LONG, "browser-closed")
-    wait_epoch(pg, 1)
+    open_app(pg, server, link(LONG))
+    set_field(pg, "page.train.name", "browser-closed")
+    pg.locator(".st-key-train-go button").click()
+    wait_first_epoch(pg)
     context.close()  # the visitor closes the tab
     t_closed = time.monotonic()
     idle_after = server.wait_cpu_idle(timeout=30)
@@ -376,10 +414,22 @@ def test_closing_the_tab_mid_training_stops_it_and_keeps_a_whole_run(browser, se
     print(f"closed tab: server idle {time.monotonic() - t_closed:.1f} s later, {m['epochs_done']} epochs kept")
 
 
-def test_stop_keeps_the_epochs_already_done(page, server):
+def test_stop_keeps_the_epochs_already_done_and_a_second_session_waits(page, browser, server):
     open_app(page, server)
     start_training(page, LONG, "browser-stopped")  # also shows the closed tab's training slot was released
-    wait_epoch(page, 1)
+    # another visitor, in another browser session, asks for a training meanwhile
+    other = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg2 = other.new_page()
+    open_app(pg2, server, link(TINY))  # its settings through a shared link
+    set_field(pg2, "page.train.name", "browser-second")
+    pg2.locator(".st-key-train-go button").click()
+    pg2.get_by_text("Another training is running, wait or try a smaller run.").first.wait_for(timeout=60_000)
+    wait_ready(pg2)
+    shot(pg2, "23-second-session-waits")
+    assert not pg2.locator(".st-key-train-go button").is_disabled()  # it can try again later
+    other.close()
+    assert not (server.root / "browser-second").exists()
+    wait_first_epoch(page)
     page.locator(".st-key-train-stop button").first.click()  # a stale copy may linger during the rerun
     page.get_by_text(re.compile(r"Training stopped after [\d,]+ steps")).first.wait_for(timeout=60_000)
     wait_ready(page)

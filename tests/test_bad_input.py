@@ -467,7 +467,7 @@ UPLOADS = {
     "no-x-test": (npz_bytes(x_train=GOOD), "has no x_test"),
     "over-size": (b"PK" + bytes(MAX_NPZ_BYTES + 2**20), "is 201 MB; the limit is 200 MB"),
     "zip-bomb": (npz_bytes(compressed=True, x_train=np.zeros((70_000, 64, 64), np.uint8), x_test=GOOD),
-                 "holds 273 MB of arrays once decompressed; the limit is 256 MB"),
+                 "holds 273 MB of arrays once decompressed; the limit is 128 MB"),
     "not-a-zip": (b"\x93NUMPY fake", "is not a .npz (zip) file"),
 }
 
@@ -479,7 +479,7 @@ def test_a_zip_bomb_is_refused_before_it_is_decompressed():
     raw = UPLOADS["zip-bomb"][0]
     assert len(raw) < 2 * 2**20
     tracemalloc.start()
-    with pytest.raises(DataError, match="once decompressed; the limit is 256 MB"):
+    with pytest.raises(DataError, match="once decompressed; the limit is 128 MB"):
         load_npz(raw, name="bomb.npz")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()

@@ -314,6 +314,8 @@ def test_a_diverging_learning_rate_stops_with_a_message_and_keeps_the_last_good_
     assert run.meta["status"] == "diverged" and run.meta["epochs_done"] == 1 and len(run.history["epochs"]) == 1
     assert all(np.all(np.isfinite(w)) for w in run.model.named_weights().values())
     assert at.selectbox(key="run.active").value == "fashion-default"  # not switched to a diverged run
+    assert "already exists" not in texts(at.error)  # the name field offers a fresh name
+    assert at.text_input(key="page.train.name").value != "diverges"
     at.run()
     no_exception(at)
     table = at.dataframe[0].value.set_index("name")

@@ -59,7 +59,7 @@ def run_problem(root: str, name: str, stamp: int) -> str | None:
     try:
         path = checkpoints.run_dir(name, root)
     except checkpoints.CheckpointError:
-        return "not a run name: 1–64 letters, digits, '.', '_' or '-'"
+        return "not a run name: 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit"
     try:
         checkpoints.read_meta(path)
         checkpoints.read_config(path)

@@ -75,8 +75,11 @@ def finalize():
         common.flash("warning", f"Training of **{name}** stopped before its first step finished; nothing was saved.")
         return
     meta = checkpoints.read_meta(path)
+    st.session_state[state.TRAIN_NAME] = suggest_name(root)  # the name is taken now
+    if meta.get("status") == "diverged":  # its last good epoch is kept; the active run stays as it was
+        common.flash("error", entry.get("message") or f"Training of **{name}** diverged.")
+        return
     st.session_state[state.ACTIVE_RUN] = name
-    st.session_state[state.TRAIN_NAME] = suggest_name(root)
     epochs = meta.get("epochs_done", 0)
     if meta.get("status") == "stopped":
         common.flash("info", f"Training stopped after {meta.get('steps_done')} steps ({epochs:.2f} epochs). "
@@ -204,8 +207,12 @@ def _train_into(path: Path, name: str, config: Config, dataset, Trainer, Trainin
             _remove_if_empty(path)
             if (path / "meta.json").is_file():
                 meta = _mark_diverged(path, str(e))
-                _refuse("error", f"{e}. Run **{name}** keeps its last good epoch ({meta.get('epochs_done', 0):g} "
-                                 f"of {config.epochs}); it loads like any other run, marked diverged in the table of runs.")
+                # finalize(), on the next run, gives the message and a fresh name (this one is taken)
+                st.session_state[state.TRAIN_IN_PROGRESS] = {
+                    "name": name, "done": done,
+                    "message": f"{e}. Run **{name}** keeps its last good epoch ({meta.get('epochs_done', 0):g} of "
+                               f"{config.epochs}); it loads like any other run, marked diverged in the table of runs."}
+                st.rerun()
             _refuse("error", f"{e}. Nothing was saved.")
         finally:
             done.set()

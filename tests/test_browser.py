@@ -168,7 +168,8 @@ def wait_ready(pg, timeout: float = 120, settle: float = 0.6):
     while time.monotonic() < deadline:
         ready = (pg.locator(IDLE).count() > 0 and pg.locator(RUNNING_ICON).count() == 0
                  and pg.locator('[data-testid="stMain"] h1').count() > 0
-                 # plotly's library loads lazily: a chart's frame shows before its plot is drawn
+                 # elements load their code lazily (plotly's is large): a grey skeleton stands in meanwhile
+                 and pg.locator('[data-testid="stSkeleton"]').count() == 0
                  and pg.locator('[data-testid="stPlotlyChart"]').count() == pg.locator(f"[data-testid='stPlotlyChart'] {CHART}").count())
         if not ready:
             since = None

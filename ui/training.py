@@ -213,7 +213,7 @@ def _train_into(path: Path, name: str, config: Config, dataset, Trainer, Trainin
                     "message": f"{e}. Run **{name}** keeps its last good epoch ({meta.get('epochs_done', 0):g} of "
                                f"{config.epochs}); it loads like any other run, marked diverged in the table of runs."}
                 st.rerun()
-            _refuse("error", f"{e}. Nothing was saved.")
+            _refuse("error", f"{e}." + ("" if "nothing was saved" in str(e) else " No epoch had finished: nothing was saved."))
         finally:
             done.set()
         status.update(label=f"Trained **{name}**", state="complete")

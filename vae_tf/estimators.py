@@ -16,6 +16,7 @@ import math
 import numbers
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -100,22 +101,43 @@ def even_part(total: int, most: int) -> int:
     return most
 
 
-def _draws(model, x, k: int, params, seed: int, first_index: int, rows_per_call: int, should_stop=None):
+def _noise_chunks(seed: int, first_index: int, n: int, k: int, d: int, chunk: int):
+    """image_noise's draws for n images, `chunk` samples at a time: (c, n, d) arrays. Each image's
+    generator runs on from chunk to chunk, so laid end to end they are image_noise(seed, first_index + i,
+    k, d) exactly, whatever the chunk size."""
+    gens = [np.random.default_rng([seed, first_index + i]) for i in range(n)]
+    for s in range(0, k, chunk):
+        out = np.empty((min(chunk, k - s), n, d), np.float32)
+        for i, g in enumerate(gens):
+            out[:, i] = g.standard_normal((len(out), d), dtype=np.float32)
+        yield out
+
+
+def _ahead(items, pool: ThreadPoolExecutor):
+    """The items of an iterator, each made on the pool's thread while the caller uses the one before."""
+    items = iter(items)
+    following = pool.submit(next, items, None)
+    while (item := following.result()) is not None:
+        following = pool.submit(next, items, None)
+        yield item
+
+
+def _draws(model, x, k: int, params, seed: int, first_index: int, rows_per_call: int, should_stop=None,
+           pool: ThreadPoolExecutor | None = None):
     """log p(x|z) and log r(z|x) − log p(z), float64 (K, N), K draws per image from the proposal `params`.
-    Decoder outputs exist one chunk (≤ rows_per_call rows of samples × images) at a time."""
+    Decoder outputs exist one chunk (≤ rows_per_call rows of samples × images) at a time; with a pool,
+    a helper thread draws the next chunk's noise while TensorFlow computes this one."""
     x = tf.convert_to_tensor(x, tf.float32)
     n, d = x.shape[0], model.config.latent_dim
     loc, scale = params
-    eps = np.empty((k, n, d), np.float32)
-    for i in range(n):
-        eps[:, i] = image_noise(seed, first_index + i, k, d)
     chunk = even_part(k, rows_per_call // n)
+    noise = _noise_chunks(seed, first_index, n, k, d, chunk)
     fn = _draw_fn(model)
     ll, rp = np.empty((k, n)), np.empty((k, n))
-    for s in range(0, k, chunk):
+    for s, eps in zip(range(0, k, chunk), noise if pool is None else _ahead(noise, pool)):
         if should_stop is not None and should_stop():
             raise Cancelled("stopped during a batch")
-        a, b = fn(x, loc, scale, tf.constant(eps[s:s + chunk]))
+        a, b = fn(x, loc, scale, tf.constant(eps))
         ll[s:s + chunk], rp[s:s + chunk] = a.numpy(), b.numpy()
     return ll, rp
 
@@ -281,27 +303,40 @@ def estimate_log_px(model, x, k: int = 1000, proposal="posterior", seed: int = 0
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"x must be a non-empty (N, pixels) array; got shape {x.shape}")
     name = proposal if isinstance(proposal, str) else "given"
-    proposal_params(model, x[:1], _slice_proposal(proposal, 0, 1, len(x)))  # a bad proposal fails here, not mid-run
+    if not isinstance(proposal, str):  # a bad proposal fails here, not mid-run (a bad name fails at the first batch)
+        proposal_params(model, x[:1], _slice_proposal(proposal, 0, 1, len(x)))
     ks = tuple(sorted({int(kk) for kk in ks if 1 <= kk <= k} | {k}))
     batch = _image_batch(len(x), k, model.config.latent_dim, max_weights, rows_per_call)
     mirrored = strategy is not None and strategy.num_replicas_in_sync > 1
     t0, parts, cancelled = time.perf_counter(), [], False
-    for i in range(0, len(x), batch):
-        xb = x[i:i + batch]
-        try:
-            if should_stop():
-                raise Cancelled("stopped between batches")
-            params = proposal_params(model, xb, _slice_proposal(proposal, i, i + len(xb), len(x)))
-            if mirrored:
-                ll, rp = _draws_mirrored(model, xb, k, params, seed, i, rows_per_call, should_stop, strategy)
-            else:
-                ll, rp = _draws(model, xb, k, params, seed, i, rows_per_call, should_stop)
-        except Cancelled:
-            cancelled = True
-            break
-        parts.append(_summarise_weights(model, xb, ll - rp, ll, ks, name, seed, i))
-        if on_progress:
-            on_progress(i + len(xb), len(x), time.perf_counter() - t0)
+    # Two helper threads: one draws the next chunk's noise, one summarises the finished batch (float64
+    # numpy), both while TensorFlow computes — the numpy work is ~7 % of the time, now mostly hidden.
+    pool = ThreadPoolExecutor(2, thread_name_prefix="vae_tf-is")
+    try:
+        for i in range(0, len(x), batch):
+            xb = x[i:i + batch]
+            try:
+                if should_stop():
+                    raise Cancelled("stopped between batches")
+                kl = None
+                if name == "posterior":  # q's parameters and its exact KL(q ‖ p(z)) in one call
+                    loc, scale, kl = _q_fn(model)(tf.constant(xb))
+                    params = loc, scale
+                else:
+                    params = proposal_params(model, xb, _slice_proposal(proposal, i, i + len(xb), len(x)))
+                if mirrored:
+                    ll, rp = _draws_mirrored(model, xb, k, params, seed, i, rows_per_call, should_stop, strategy)
+                else:
+                    ll, rp = _draws(model, xb, k, params, seed, i, rows_per_call, should_stop, pool)
+            except Cancelled:
+                cancelled = True
+                break
+            parts.append(pool.submit(_summarise_weights, model, xb, ll - rp, ll, ks, name, seed, i, kl))
+            if on_progress:
+                on_progress(i + len(xb), len(x), time.perf_counter() - t0)
+        parts = [p.result() for p in parts]
+    finally:
+        pool.shutdown(cancel_futures=True)
     if not parts:
         raise Cancelled("stopped before any image was done")
     cat = lambda j: np.concatenate([p[j] for p in parts])  # noqa: E731
@@ -320,7 +355,7 @@ def _delta_var(ess, k):
     return np.maximum(1 / ess - 1 / k, 0) if k > 1 else np.full(np.shape(ess), np.nan)
 
 
-def _summarise_weights(model, x, lw, ll, ks, proposal, seed=0, first_index=0):
+def _summarise_weights(model, x, lw, ll, ks, proposal, seed=0, first_index=0, kl=None):
     K = lw.shape[0]
     log_px, ess = _log_px_and_ess(lw)
     stderr = np.sqrt(_delta_var(ess, K))
@@ -332,10 +367,10 @@ def _summarise_weights(model, x, lw, ll, ks, proposal, seed=0, first_index=0):
         if m > 1:  # the spread of the m independent group estimates
             var.append(groups.var(0, ddof=1) / m)
         else:  # one group: the delta method on that group's own k weights
-            var.append(_delta_var(_log_px_and_ess(lw[:kk])[1], kk))
+            var.append(_delta_var(ess if kk == K else _log_px_and_ess(lw[:kk])[1], kk))
     if proposal == "posterior":  # E_q[log p(x|z)] from the K draws, KL exactly
-        kl = _q_fn(model)(tf.constant(x))[2].numpy().astype(np.float64)
-        elbo_ = ll.mean(0) - kl
+        kl = _q_fn(model)(tf.constant(x))[2] if kl is None else kl
+        elbo_ = ll.mean(0) - np.asarray(kl, np.float64)
     else:
         elbo_ = elbo(model, x, num_samples=min(K, 1000), seed=seed, first_index=first_index).elbo
     return log_px, elbo_, ess, stderr, np.stack(iwae, 1), np.stack(var, 1)

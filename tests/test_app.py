@@ -2,7 +2,6 @@
 runs on first open, the sidebar keeps its values across pages, training saves a new active run, bad
 input gives an error message. Runs live in a temporary copy (VAE_LAB_CHECKPOINTS): the repository's
 checkpoints/ is never written."""
-import base64
 import io
 import json
 import shutil
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from plotly_spec import charts, traces
 from streamlit.testing.v1 import AppTest
 
 from vae_tf.config import Config
@@ -49,28 +49,6 @@ def open_app(page: str | None = None) -> AppTest:
         at.switch_page(page).run()
     assert not at.exception, [e.message for e in at.exception]
     return at
-
-
-def decode(value):
-    """Plotly's JSON carries numpy arrays as {"dtype", "bdata" (base64), "shape"}: back to lists."""
-    if isinstance(value, dict):
-        if "bdata" in value and "dtype" in value:
-            a = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-            if "shape" in value:
-                a = a.reshape([int(n) for n in str(value["shape"]).split(",")])
-            return a.tolist()
-        return {k: decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    return value
-
-
-def charts(at) -> list[dict]:
-    return [decode(json.loads(el.proto.spec)) for el in at.get("plotly_chart")]
-
-
-def traces(spec: dict, name_prefix: str) -> list[dict]:
-    return [t for t in spec["data"] if str(t.get("name", "")).startswith(name_prefix)]
 
 
 def xtitle(spec: dict) -> str:

@@ -1,14 +1,13 @@
 """The pages beyond the anchors through AppTest: True posterior, Theory, Why not sample the prior?, Latent
 map and Compare runs, each asserted on the numbers it shows and the data it draws, checked against the
 library; and the links that reopen a view. Runs live in a temporary copy of the shipped ones."""
-import base64
-import json
 import math
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from plotly_spec import charts, traces
 from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,28 +46,6 @@ def open_page(page: str, run: str | None = None, params: dict | None = None) -> 
     at.switch_page(page).run()
     assert not at.exception, [e.message for e in at.exception]
     return at
-
-
-def decode(value):
-    """Plotly's JSON carries numpy arrays as {"dtype", "bdata" (base64), "shape"}: back to lists."""
-    if isinstance(value, dict):
-        if "bdata" in value and "dtype" in value:
-            a = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-            if "shape" in value:
-                a = a.reshape([int(n) for n in str(value["shape"]).split(",")])
-            return a.tolist()
-        return {k: decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    return value
-
-
-def charts(at) -> list[dict]:
-    return [decode(json.loads(el.proto.spec)) for el in at.get("plotly_chart")]
-
-
-def traces(spec: dict, name_prefix: str) -> list[dict]:
-    return [t for t in spec["data"] if str(t.get("name", "")).startswith(name_prefix)]
 
 
 def texts(elements) -> str:

@@ -12,6 +12,7 @@ model, and a grid integral over a 2-D latent.
 """
 from __future__ import annotations
 
+import collections
 import math
 import numbers
 import threading
@@ -29,6 +30,7 @@ tfd = tfp.distributions
 IWAE_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 MAX_K = 50_000
 ROWS_PER_CALL = 8192  # decoder rows (samples × images) per compiled call: big matmuls, ~25 MB of logits
+CALLS_AT_ONCE = 2  # compiled calls in flight at a time (threads; TensorFlow releases the GIL)
 
 
 class Cancelled(Exception):
@@ -113,32 +115,32 @@ def _noise_chunks(seed: int, first_index: int, n: int, k: int, d: int, chunk: in
         yield out
 
 
-def _ahead(items, pool: ThreadPoolExecutor):
-    """The items of an iterator, each made on the pool's thread while the caller uses the one before."""
-    items = iter(items)
-    following = pool.submit(next, items, None)
-    while (item := following.result()) is not None:
-        following = pool.submit(next, items, None)
-        yield item
-
-
-def _draws(model, x, k: int, params, seed: int, first_index: int, rows_per_call: int, should_stop=None,
-           pool: ThreadPoolExecutor | None = None):
+def _draws(model, x, k: int, params, seed: int, first_index: int, rows_per_call: int, should_stop=None):
     """log p(x|z) and log r(z|x) − log p(z), float64 (K, N), K draws per image from the proposal `params`.
-    Decoder outputs exist one chunk (≤ rows_per_call rows of samples × images) at a time; with a pool,
-    a helper thread draws the next chunk's noise while TensorFlow computes this one."""
+    Decoder outputs exist one chunk (≤ rows_per_call rows of samples × images) at a time — two chunks,
+    as two compiled calls run at once: one XLA call leaves part of a 2-core CPU idle (it runs its ops
+    one by one), two fill it (measured +9 %). The main thread draws the next chunk's noise meanwhile."""
     x = tf.convert_to_tensor(x, tf.float32)
     n, d = x.shape[0], model.config.latent_dim
     loc, scale = params
     chunk = even_part(k, rows_per_call // n)
-    noise = _noise_chunks(seed, first_index, n, k, d, chunk)
     fn = _draw_fn(model)
     ll, rp = np.empty((k, n)), np.empty((k, n))
-    for s, eps in zip(range(0, k, chunk), noise if pool is None else _ahead(noise, pool)):
-        if should_stop is not None and should_stop():
-            raise Cancelled("stopped during a batch")
+
+    def run(s, eps):
         a, b = fn(x, loc, scale, tf.constant(eps))
-        ll[s:s + chunk], rp[s:s + chunk] = a.numpy(), b.numpy()
+        ll[s:s + len(eps)], rp[s:s + len(eps)] = a.numpy(), b.numpy()
+
+    with ThreadPoolExecutor(CALLS_AT_ONCE, thread_name_prefix="vae_tf-draws") as pool:
+        running = collections.deque()
+        for s, eps in zip(range(0, k, chunk), _noise_chunks(seed, first_index, n, k, d, chunk)):
+            if should_stop is not None and should_stop():
+                raise Cancelled("stopped during a batch")
+            if len(running) == CALLS_AT_ONCE:
+                running.popleft().result()
+            running.append(pool.submit(run, s, eps))
+        for call in running:
+            call.result()
     return ll, rp
 
 
@@ -309,9 +311,8 @@ def estimate_log_px(model, x, k: int = 1000, proposal="posterior", seed: int = 0
     batch = _image_batch(len(x), k, model.config.latent_dim, max_weights, rows_per_call)
     mirrored = strategy is not None and strategy.num_replicas_in_sync > 1
     t0, parts, cancelled = time.perf_counter(), [], False
-    # Two helper threads: one draws the next chunk's noise, one summarises the finished batch (float64
-    # numpy), both while TensorFlow computes — the numpy work is ~7 % of the time, now mostly hidden.
-    pool = ThreadPoolExecutor(2, thread_name_prefix="vae_tf-is")
+    # A helper thread summarises a finished batch (float64 numpy) while TensorFlow computes the next.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="vae_tf-summary")
     try:
         for i in range(0, len(x), batch):
             xb = x[i:i + batch]
@@ -327,7 +328,7 @@ def estimate_log_px(model, x, k: int = 1000, proposal="posterior", seed: int = 0
                 if mirrored:
                     ll, rp = _draws_mirrored(model, xb, k, params, seed, i, rows_per_call, should_stop, strategy)
                 else:
-                    ll, rp = _draws(model, xb, k, params, seed, i, rows_per_call, should_stop, pool)
+                    ll, rp = _draws(model, xb, k, params, seed, i, rows_per_call, should_stop)
             except Cancelled:
                 cancelled = True
                 break

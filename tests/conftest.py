@@ -35,3 +35,12 @@ def tiny_dataset() -> Dataset:
 @pytest.fixture(scope="session")
 def fashion() -> Dataset:
     return load_fashion_mnist()
+
+
+@pytest.fixture(scope="session")
+def npz(tmp_path_factory, tiny_dataset):
+    """The tiny data set written as a user's .npz file, for the CLI and the distributed runs."""
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    ds = tiny_dataset
+    np.savez(path, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test)
+    return path

@@ -23,14 +23,6 @@ EVAL_KEYS = {"elbo", "log_px", "gap", "elbo_stderr", "log_px_stderr", "ess_mean"
 
 
 @pytest.fixture(scope="module")
-def npz(tmp_path_factory, tiny_dataset):
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    ds = tiny_dataset
-    np.savez(path, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test)
-    return path
-
-
-@pytest.fixture(scope="module")
 def trained(npz, tmp_path_factory):
     """One run trained in-process through main(), with what it printed (module scope: no capsys, so redirect)."""
     out = tmp_path_factory.mktemp("runs") / "cli-run"

@@ -54,14 +54,6 @@ def child_mirrored(npz: str, out: str):
 
 
 @pytest.fixture(scope="module")
-def npz(tmp_path_factory, tiny_dataset):
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    ds = tiny_dataset
-    np.savez(path, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test)
-    return path
-
-
-@pytest.fixture(scope="module")
 def mirrored(npz, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     proc = subprocess.run([sys.executable, __file__, "mirrored", str(npz), str(out)], capture_output=True, text=True,

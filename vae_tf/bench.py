@@ -5,12 +5,14 @@
 1. The ceiling: sustained float32 GFLOP/s of TensorFlow's own matmul kernels on exactly the
    matmuls of one default training step at batch 128 (every layer's forward product, its weight
    gradient Xᵀ·dY and its input gradient dY·Wᵀ — none for the pixels), and of the decoder's
-   forward matmuls at the estimator's 8192 rows a call.
+   forward matmuls at the estimator's 8192 rows a call; each timed in turn with what it is the
+   ceiling of.
 2. Training images/s of vae_tf's Trainer at the default config, and of a textbook loop beside it
    (tf.data, Keras layers, TFP, GradientTape, @tf.function; same architecture, batch, optimizer,
    likelihood), each as a % of the ceiling: images/s × the step's matmul FLOPs per image ÷ ceiling,
    i.e. the share of the step's time that the matmuls alone would take at the ceiling. Then the
-   same-results check: the Trainer's fast path against its plain reference path, same seed.
+   same-results check: the Trainer's fast path against its plain reference path, same seed, beside
+   a control (the reference path with other matmul kernels) that shows how far round-off alone goes.
 3. Importance sampling image·samples/s at K = 5000: vae_tf's chunked estimator against a one-shot
    implementation (decode all K × N draws at once) on as many images as the one-shot holds, with
    the same draws so that the answers must agree; then K = 5000 on 1000 test images.
@@ -116,7 +118,7 @@ class PeakMemory:
     def __str__(self):
         if self.peak is None:
             return "?"
-        return f"{self.peak:.0f} MB (+{self.peak - self.start:.0f})" if self.start is not None else f"{self.peak:.0f} MB"
+        return f"{self.peak:.0f} MB (+{max(0.0, self.peak - self.start):.0f})" if self.start is not None else f"{self.peak:.0f} MB"
 
 
 def _proc_status_mb(pid, field: str) -> float | None:
@@ -134,10 +136,10 @@ def peak_memory_mb(pid: int | str = "self") -> float | None:
 
 
 # -- 1. the ceiling ---------------------------------------------------------------------------
-def matmul_ceiling(matmuls, repeats: int, seconds: float = 0.3) -> float:
-    """Sustained float32 GFLOP/s of TensorFlow's matmul kernels (oneDNN on x86) over the given matmuls.
-    Each product is sliced to one number: a plain graph computes the whole product anyway (XLA would
-    not, which is why this runs without it), and nothing else is timed."""
+def matmul_chain(matmuls, seconds: float = 0.3):
+    """(fn, FLOPs per call): fn runs the given matmuls over and over for ~`seconds` with TensorFlow's own
+    kernels (oneDNN on x86). Each product is sliced to one number: a plain graph computes the whole
+    product anyway (XLA would not, which is why this runs without it), and nothing else is timed."""
     pairs = [(tf.random.normal([k, m] if ta else [m, k]), tf.random.normal([n, k] if tb else [k, n]), ta, tb)
              for m, k, n, ta, tb in matmuls]
 
@@ -149,12 +151,11 @@ def matmul_ceiling(matmuls, repeats: int, seconds: float = 0.3) -> float:
                 acc += tf.matmul(a, b, transpose_a=ta, transpose_b=tb)[0, 0]
         return acc
 
-    flops = matmul_flops(matmuls)
     chain(tf.constant(1)).numpy()
     t = time.perf_counter()
     chain(tf.constant(3)).numpy()
-    iters = tf.constant(max(3, int(seconds / max((time.perf_counter() - t) / 3, 1e-6))))
-    return interleaved_rates({"c": lambda: chain(iters).numpy()}, {"c": int(iters) * flops}, repeats)["c"] / 1e9
+    iters = max(3, int(seconds / max((time.perf_counter() - t) / 3, 1e-6)))
+    return (lambda: chain(tf.constant(iters)).numpy()), iters * matmul_flops(matmuls)
 
 
 # -- 2. training: vae_tf against a straightforward baseline -----------------------------------
@@ -209,31 +210,61 @@ def vae_tf_train_fn(config: Config, dataset, steps: int):
     return run
 
 
+def _flat(weights: dict) -> np.ndarray:
+    return np.concatenate([v.ravel() for _, v in sorted(weights.items())]).astype(np.float64)
+
+
+def reference_weights(config: Config, dataset, steps: int, **trainer_kw) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(start weights, weights after `steps` steps, the step losses, steps per call) of one Trainer."""
+    from .train import Trainer
+
+    t, losses = Trainer(config, dataset, **trainer_kw), []
+    start = _flat(t.model.named_weights())
+    t.evaluate_test = lambda *a, **k: (0.0, 0.0, 0.0)
+    t.fit(on_step=lambda r: losses.append(r.loss), stop=lambda: t.steps_done >= steps)
+    return start, _flat(t.model.named_weights()), np.array(losses), t.steps_per_call
+
+
+def _plain_reference_without_onednn(steps: tuple[int, ...]) -> dict | None:
+    """The reference path again in a subprocess with TF_ENABLE_ONEDNN_OPTS=0: the same program, only
+    TensorFlow's Eigen matmul kernels instead of oneDNN's — a control for how far pure round-off goes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        code = ("import sys, numpy as np; from vae_tf.bench import reference_weights; from vae_tf.config import Config; "
+                "from vae_tf.data import load_fashion_mnist; ds = load_fashion_mnist(); "
+                f"np.savez(sys.argv[1], **{{str(n): reference_weights(Config(), ds, n, steps_per_call=1, "
+                f"jit_compile=False)[1] for n in {list(steps)}}})")
+        proc = subprocess.run([sys.executable, "-c", code, f"{tmp}/w.npz"], cwd=REPO, capture_output=True, timeout=600,
+                              env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"})
+        if proc.returncode != 0:
+            return None
+        with np.load(f"{tmp}/w.npz") as f:
+            return {int(k): f[k] for k in f.files}
+
+
 def same_results(config: Config, dataset, short: int = 5, long: int = 100) -> dict:
     """The Trainer's fast path (XLA, several steps a call) against its plain reference path (no XLA,
     one step a call) from the same seed: same batches, same draws, same float32, so they differ only
     by round-off — ‖w_fast − w_ref‖ / ‖w_ref − w_0‖ after `short` steps shows its size. Over more steps
     a ReLU whose input lies within round-off of 0 can open in one path and not the other, and training
-    amplifies that, as it would any other order of summation; so after `long` steps this reports the
-    weights' difference and how far apart the two loss curves are."""
-    from .train import Trainer
-
-    flat = lambda w: np.concatenate([v.ravel() for _, v in sorted(w.items())]).astype(np.float64)  # noqa: E731
-    out = {}
+    amplifies that, as it does any other change of summation order: the control is the reference path
+    run with other matmul kernels (Eigen instead of oneDNN), nothing else changed."""
+    out, refs = {}, {}
     for label, steps, spc in (("short", short, short), ("long", long, None)):
-        runs = {}
-        for name, kw in (("fast", {"steps_per_call": spc}), ("reference", {"steps_per_call": 1, "jit_compile": False})):
-            t, losses = Trainer(config, dataset, **kw), []
-            start = flat(t.model.named_weights())
-            t.evaluate_test = lambda *a, **k: (0.0, 0.0, 0.0)
-            t.fit(on_step=lambda r: losses.append(r.loss), stop=lambda: t.steps_done >= steps)
-            steps = t.steps_done  # a fast call may overshoot; the reference then does as many steps
-            runs[name] = (flat(t.model.named_weights()), np.array(losses), t.steps_per_call)
-        (wf, lf, spc_used), (wr, lr, _) = runs["fast"], runs["reference"]
+        _, wf, lf, spc_used = reference_weights(config, dataset, steps, steps_per_call=spc)
+        steps = len(lf)  # a fast call may overshoot; the reference then does as many steps
+        start, wr, lr, _ = reference_weights(config, dataset, steps, steps_per_call=1, jit_compile=False)
+        moved = np.linalg.norm(wr - start)
+        refs[steps] = (wr, moved)
         out[label] = {"steps": steps, "steps_per_call": spc_used,
-                      "relative_weight_diff": float(np.linalg.norm(wf - wr) / np.linalg.norm(wr - start)),
+                      "relative_weight_diff": float(np.linalg.norm(wf - wr) / moved),
                       "max_weight_diff": float(np.abs(wf - wr).max()),
-                      "max_loss_rel_diff": float(np.max(np.abs(lf - lr) / np.abs(lr)))}
+                      "max_loss_rel_diff": float(np.max(np.abs(lf - lr) / np.abs(lr))),
+                      "last_losses": [float(lf[-20:].mean()), float(lr[-20:].mean())]}
+    control = _plain_reference_without_onednn(tuple(refs))
+    for label in ("short", "long"):
+        wr, moved = refs[out[label]["steps"]]
+        out[label]["control_relative_diff"] = (float(np.linalg.norm(control[out[label]["steps"]] - wr) / moved)
+                                               if control else float("nan"))
     return out
 
 
@@ -377,46 +408,46 @@ def _met(value, target, more_is_better=True) -> str:
     return "met" if (value >= target if more_is_better else value <= target) else "NOT met"
 
 
-def run_ceilings(cfg: Config, D: int, repeats: int, res: dict):
-    step_mm = step_matmuls(cfg, D)
-    _, dec_shapes = layer_shapes(cfg, D)
-    res["ceiling_train_gflops"] = matmul_ceiling(step_mm, repeats)
-    res["ceiling_is_gflops"] = matmul_ceiling([(8192, a, b, False, False) for a, b in dec_shapes], repeats)
-    print(f"ceiling: sustained float32 matmul GFLOP/s of TensorFlow's kernels (oneDNN), median of {repeats}")
-    print(f"  the {len(step_mm)} matmuls of one training step at batch {cfg.batch_size}:{res['ceiling_train_gflops']:11.1f}")
-    print(f"  the decoder's {len(dec_shapes)} forward matmuls at 8192 rows:{res['ceiling_is_gflops']:18.1f}\n")
-
-
 def run_training(cfg: Config, ds, steps: int, check_steps: int, repeats: int, res: dict, mem: dict):
-    train_flops = matmul_flops(step_matmuls(cfg, ds.num_pixels)) / cfg.batch_size
+    """The Trainer, the baseline and the ceiling (the step's matmuls alone), timed in turn."""
+    step_mm = step_matmuls(cfg, ds.num_pixels)
+    train_flops = matmul_flops(step_mm) / cfg.batch_size
     x_train = ds.x_train.reshape(len(ds.x_train), -1)
+    ceiling, ceiling_flops = matmul_chain(step_mm)
     with PeakMemory() as m:
         rates = interleaved_rates({"vae_tf": vae_tf_train_fn(cfg, ds, steps),
-                                   "baseline": baseline_train_fn(cfg, x_train, steps)},
-                                  {"vae_tf": steps * cfg.batch_size, "baseline": steps * cfg.batch_size}, repeats)
+                                   "baseline": baseline_train_fn(cfg, x_train, steps), "ceiling": ceiling},
+                                  {"vae_tf": steps * cfg.batch_size, "baseline": steps * cfg.batch_size,
+                                   "ceiling": ceiling_flops / 1e9}, repeats)
     mem["training, both loops"] = m
-    ours, base, ceil = rates["vae_tf"], rates["baseline"], res["ceiling_train_gflops"]
-    res.update(train_ips=ours, baseline_train_ips=base, train_ratio=ours / base,
+    ours, base, ceil = rates["vae_tf"], rates["baseline"], rates["ceiling"]
+    res.update(ceiling_train_gflops=ceil, train_ips=ours, baseline_train_ips=base, train_ratio=ours / base,
                train_pct_ceiling=100 * ours * train_flops / 1e9 / ceil,
                baseline_train_pct_ceiling=100 * base * train_flops / 1e9 / ceil)
+    print(f"ceiling for training: the {len(step_mm)} matmuls of one training step at batch {cfg.batch_size}, alone: "
+          f"{ceil:.1f} GFLOP/s")
     print(f"training, default config, {steps} steps a round{'':<4}{'images/s':>12}{'GFLOP/s':>10}{'% ceiling':>11}")
     print(_row("vae_tf Trainer.fit", ours, train_flops, ceil))
     print(_row("baseline (tf.data + tf.function)", base, train_flops, ceil))
     print(f"  {'ratio':<34}{ours / base:11.2f}×")
     c = res["same_results"] = same_results(cfg, ds, long=check_steps)
     sh, lo = c["short"], c["long"]
-    print(f"  same results, seed {cfg.seed}: fast path (XLA, several steps a call) vs reference path (no XLA, one step")
-    print(f"    a call), same batches, draws and precision. After {sh['steps']} steps the weights differ by "
-          f"{sh['relative_weight_diff']:.1e} of how far they moved (largest {sh['max_weight_diff']:.1e}): round-off.")
-    print(f"    After {lo['steps']} steps ({lo['steps_per_call']} a call): {100 * lo['relative_weight_diff']:.1f}% "
-          f"(largest {lo['max_weight_diff']:.1e}) — a ReLU input within round-off of 0 opens in one path only and")
-    print(f"    training amplifies it; the step losses differ by ≤ {lo['max_loss_rel_diff']:.1e} relative.\n")
+    print(f"  same results, seed {cfg.seed}: fast path (XLA, several steps a call) vs reference path (no XLA, one step a")
+    print("    call): same batches, draws and precision. Weight difference as a share of how far training moved them:")
+    print(f"    after {sh['steps']:>3} steps: {sh['relative_weight_diff']:.1e} (largest {sh['max_weight_diff']:.1e}); control, "
+          f"the reference path with Eigen instead of oneDNN kernels: {sh['control_relative_diff']:.1e}")
+    print(f"    after {lo['steps']:>3} steps: {lo['relative_weight_diff']:.1e} (largest {lo['max_weight_diff']:.1e}); control: "
+          f"{lo['control_relative_diff']:.1e} — round-off, grown by training (a ReLU")
+    print(f"    input within round-off of 0 opens in one run only); step losses differ by ≤ {lo['max_loss_rel_diff']:.1e} "
+          f"relative; mean loss of the last 20 steps {lo['last_losses'][0]:.3f} vs {lo['last_losses'][1]:.3f}\n")
 
 
 def run_importance_sampling(cfg: Config, ds, quick: bool, repeats: int, res: dict, mem: dict):
+    """The chunked estimator, the one shot and the ceiling (the decoder's matmuls at 8192 rows), in turn."""
     from .estimators import estimate_log_px, image_noise
 
     _, dec_f = forward_flops(cfg, ds.num_pixels)
+    _, dec_shapes = layer_shapes(cfg, ds.num_pixels)
     model, which = bench_model(cfg, ds.num_pixels)
     x_test = ds.test_images("bernoulli")
     k = 5000
@@ -430,13 +461,17 @@ def run_importance_sampling(cfg: Config, ds, quick: bool, repeats: int, res: dic
     with PeakMemory() as m:
         ours_answer = estimate_log_px(model, xs, k=k, seed=0).log_px
     mem[f"vae_tf IS, K={k}, {n} images"] = m
+    ceiling, ceiling_flops = matmul_chain([(8192, a, b, False, False) for a, b in dec_shapes])
     rates = interleaved_rates({"vae_tf": lambda: estimate_log_px(model, xs, k=k, seed=0),
-                               "one_shot": lambda: one_shot(tf.constant(xs), eps).numpy()},
-                              {"vae_tf": n * k, "one_shot": n * k}, repeats)
-    ours, base, ceil = rates["vae_tf"], rates["one_shot"], res["ceiling_is_gflops"]
-    res.update(is_rate=ours, baseline_is_rate=base, is_ratio=ours / base, is_k=k, is_small_images=n,
-               is_pct_ceiling=100 * ours * dec_f / 1e9 / ceil, baseline_is_pct_ceiling=100 * base * dec_f / 1e9 / ceil,
+                               "one_shot": lambda: one_shot(tf.constant(xs), eps).numpy(), "ceiling": ceiling},
+                              {"vae_tf": n * k, "one_shot": n * k, "ceiling": ceiling_flops / 1e9}, repeats)
+    ours, base, ceil = rates["vae_tf"], rates["one_shot"], rates["ceiling"]
+    res.update(ceiling_is_gflops=ceil, is_rate=ours, baseline_is_rate=base, is_ratio=ours / base, is_k=k,
+               is_small_images=n, is_pct_ceiling=100 * ours * dec_f / 1e9 / ceil,
+               baseline_is_pct_ceiling=100 * base * dec_f / 1e9 / ceil,
                is_max_answer_diff=float(np.abs(ours_answer - base_answer).max()))
+    print(f"ceiling for importance sampling: the decoder's {len(dec_shapes)} forward matmuls at 8192 rows, alone: "
+          f"{ceil:.1f} GFLOP/s")
     print(f"importance sampling, K = {k}, {n} test images{'':<5}{'img·samples/s':>14}{'GFLOP/s':>10}{'% ceiling':>11}")
     print(_row("vae_tf estimate_log_px (chunked)", ours, dec_f, ceil))
     print(_row("baseline (one shot)", base, dec_f, ceil))
@@ -495,8 +530,10 @@ def main(argv=None) -> int:
     print(f"FLOPs per image: forward {(enc_f + dec_f) / 1e6:.2f} M (encoder {enc_f / 1e6:.2f}, decoder "
           f"{dec_f / 1e6:.2f}); training step {train_flops / 1e6:.2f} M = forward + weight gradients + input "
           f"gradients except into the pixels (3 × forward would be {3 * (enc_f + dec_f) / 1e6:.2f} M); one "
-          f"importance sample {dec_f / 1e6:.2f} M (the decoder)\n")
-    run_ceilings(cfg, ds.num_pixels, args.repeats, res)
+          f"importance sample {dec_f / 1e6:.2f} M (the decoder)")
+    print("ceiling: sustained float32 GFLOP/s of TensorFlow's own matmul kernels (oneDNN) on exactly the matmuls "
+          "of the work\nmeasured, timed in turn with it; % ceiling = the share of the time the matmuls alone would "
+          f"take. Medians of {args.repeats} rounds.\n")
     run_training(cfg, ds, 100 if args.quick else 300, 50 if args.quick else 100, args.repeats, res, mem)
     run_importance_sampling(cfg, ds, args.quick, args.repeats, res, mem)
     if not args.skip_app:

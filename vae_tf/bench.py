@@ -10,7 +10,8 @@
 2. Training images/s of vae_tf's Trainer at the default config, and of a textbook loop beside it
    (tf.data, Keras layers, TFP, GradientTape, @tf.function; same architecture, batch, optimizer,
    likelihood), each as a % of the ceiling: images/s × the step's matmul FLOPs per image ÷ ceiling,
-   i.e. the share of the step's time that the matmuls alone would take at the ceiling. Then the
+   i.e. the share of the step's time that the matmuls alone would take at the ceiling (the Trainer's
+   epoch-end test ELBO, ~0.1 s an epoch, is left out: the baseline has none). Then the
    same-results check: the Trainer's fast path against its plain reference path, same seed, beside
    a control (the reference path with other matmul kernels) that shows how far round-off alone goes.
 3. Importance sampling image·samples/s at K = 5000: vae_tf's chunked estimator against a one-shot

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from vae_tf.__main__ import _flag, main
-from vae_tf.checkpoints import load_run
+from vae_tf.runs import load_run
 from vae_tf.config import FIELDS
 
 REPO = Path(__file__).resolve().parent.parent

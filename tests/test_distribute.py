@@ -77,7 +77,7 @@ def assert_same_run(a, b, atol=1e-5):
 
 
 def test_mirrored_training_on_two_devices_matches_one_device(mirrored):
-    from vae_tf.checkpoints import load_run
+    from vae_tf.runs import load_run
 
     report, out = mirrored
     assert report["logical_cpus"] == 2
@@ -110,7 +110,7 @@ def _free_port() -> int:
 def test_multiworker_cluster_of_two_processes_matches_one_device(npz, tmp_path):
     """Two workers on this machine (TF_CONFIG, gRPC collectives): each computes its replica's half of every
     batch; only the chief (worker 0) writes the run, and it is the one-device run."""
-    from vae_tf.checkpoints import load_run
+    from vae_tf.runs import load_run
 
     flags = [*FLAGS[:1], "1", *FLAGS[2:], "--max-train-images", "256"]  # 1 epoch of 8 steps: the cluster is slow to start
     ports = [_free_port(), _free_port()]

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from vae_tf.config import Config
+from vae_tf import model as M
 from vae_tf.model import SCALE_FLOOR, SIGMA_FLOOR, VAE
 
 D, LATENT = 64, 3
@@ -77,6 +78,25 @@ def test_image_helpers_shapes_and_range(bern, gauss, x_grey):
             assert img.shape[-1] == D and 0.0 <= float(tf.reduce_min(img)) and float(tf.reduce_max(img)) <= 1.0
     assert bern.sample_prior(6, seed(4)).shape == (6, D)
     np.testing.assert_array_equal(bern.sample_prior(6, seed(4)), bern.sample_prior(6, seed(4)))  # stateless seeds
+
+
+def test_numpy_helpers_match_the_methods(bern, x_grey):
+    """The module-level helpers: numpy out, stateless int32 seeds, the same numbers as the methods."""
+    s = M.tf_seed(2**31 + 5, 3)
+    assert s.dtype == np.int32 and s.tolist() == [5, 3]
+    x = np.asarray(x_grey)
+    mean = M.reconstruct(bern, x)
+    assert isinstance(mean, np.ndarray) and mean.shape == x.shape
+    np.testing.assert_allclose(mean, bern.reconstruct(x), rtol=1e-6)
+    drawn = M.reconstruct(bern, x, sample=True, seed=7)
+    np.testing.assert_array_equal(drawn, M.reconstruct(bern, x, sample=True, seed=7))
+    np.testing.assert_allclose(drawn, bern.reconstruct(x, sample=True, seed=M.tf_seed(7, 1)), rtol=1e-6)
+    prior = M.sample_prior(bern, 4, seed=9)
+    assert prior.shape == (4, D) and prior.min() >= 0 and prior.max() <= 1
+    np.testing.assert_allclose(prior, bern.sample_prior(4, M.tf_seed(9, 2)), rtol=1e-6)
+    z = M.encode_mean(bern, x, batch=2)  # several batches, concatenated in order
+    np.testing.assert_allclose(z, bern.encode_mean(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(M.decode_mean(bern, z), bern.mean_image(z), rtol=1e-6)
 
 
 # -- scale floors -------------------------------------------------------------------------

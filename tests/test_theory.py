@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vae_tf import estimators, plots_extra, theory
-from vae_tf.checkpoints import load_run
+from vae_tf.runs import load_run
 from vae_tf.config import Config
 from vae_tf.model import VAE
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import checkpoints
+from vae_tf import runs
 from vae_tf.config import Config
 from vae_tf.train import EpochReport, StepReport, Trainer, TrainingDiverged, epoch_order, train
 
@@ -78,7 +78,7 @@ def test_epoch_reports_are_sane_and_saved(full):
     # The epoch's train ELBO is the mean of its steps' ELBOs.
     assert epochs[0].train_elbo == pytest.approx(np.mean([s.elbo for s in steps[:STEPS_PER_EPOCH]]), rel=1e-6)
     assert [s[0] for s in result.history["steps"]] == list(range(1, TOTAL + 1))
-    run = checkpoints.load_run(result.run_dir)
+    run = runs.load_run(result.run_dir)
     assert run.meta["status"] == "complete" and run.meta["steps_done"] == TOTAL and run.meta["epochs_done"] == 3
     assert run.config == CFG and run.meta["num_train"] == 512 and run.meta["image_shape"] == [8, 8]
     assert_same_weights(weights_of(run), weights_of(result))
@@ -128,7 +128,7 @@ def test_stop_then_resume_matches_uninterrupted_run(full, tiny_dataset, tmp_path
         assert seen == list(range(done + 1, stop_after + 1))  # no step redone, none skipped
         assert stopped.stopped and stopped.steps_done == stop_after
         assert stopped.epochs_done == pytest.approx(stop_after / STEPS_PER_EPOCH)
-        saved = checkpoints.load_run(run_dir)
+        saved = runs.load_run(run_dir)
         assert saved.meta["status"] == "stopped" and saved.meta["steps_done"] == stop_after
         assert len(saved.history["epochs"]) == stop_after // STEPS_PER_EPOCH
         assert saved.history["steps"][-1][0] == stop_after
@@ -141,7 +141,7 @@ def test_stop_then_resume_matches_uninterrupted_run(full, tiny_dataset, tmp_path
     assert seen == list(range(done + 1, TOTAL + 1))
     assert resumed.steps_done == TOTAL and not resumed.stopped
     assert_same_weights(weights_of(resumed), weights_of(full[0]), atol=1e-5)
-    final = checkpoints.load_run(run_dir)
+    final = runs.load_run(run_dir)
     assert final.meta["status"] == "complete" and [e["epoch"] for e in final.history["epochs"]] == [1, 2, 3]
     assert [s[0] for s in final.history["steps"]] == list(range(1, TOTAL + 1))
     assert final.history["epochs"][-1]["test_elbo"] == pytest.approx(full[0].history["epochs"][-1]["test_elbo"], abs=1e-3)
@@ -154,7 +154,7 @@ def test_stop_lands_at_the_end_of_the_current_call(full, tiny_dataset, tmp_path)
     event, on_step, seen = stop_at(3)
     stopped = Trainer(CFG, tiny_dataset, tmp_path / "run", steps_per_call=10).fit(on_step=on_step, stop=event)
     assert stopped.steps_done == 10 and seen == list(range(1, 11))
-    assert checkpoints.load_run(tmp_path / "run").meta["steps_done"] == 10
+    assert runs.load_run(tmp_path / "run").meta["steps_done"] == 10
     resumed = Trainer(CFG, tiny_dataset, tmp_path / "run", resume=True, steps_per_call=10).fit()
     assert resumed.steps_done == TOTAL
     assert_same_weights(weights_of(resumed), weights_of(full[0]), atol=1e-5)
@@ -186,20 +186,20 @@ def test_interrupt_saves_the_steps_done(tiny_dataset, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         Trainer(CFG, tiny_dataset, tmp_path / "run", steps_per_call=1).fit(on_step=on_step)
-    run = checkpoints.load_run(tmp_path / "run")
+    run = runs.load_run(tmp_path / "run")
     assert run.meta["status"] == "stopped" and run.meta["steps_done"] == 3 and run.history["steps"][-1][0] == 3
     # Several steps per call: the interrupt comes while step 3 is reported, but the weights are
     # already 10 steps on, and the checkpoint says so.
     with pytest.raises(KeyboardInterrupt):
         Trainer(CFG, tiny_dataset, tmp_path / "run10", steps_per_call=10).fit(on_step=on_step)
-    run = checkpoints.load_run(tmp_path / "run10")
+    run = runs.load_run(tmp_path / "run10")
     assert run.meta["steps_done"] == 10 and run.history["steps"][-1][0] == 10
 
 
 def test_resume_refuses_a_different_config_and_an_empty_dir(full, tiny_dataset, tmp_path):
-    with pytest.raises(checkpoints.CheckpointError, match="differs from the requested config"):
+    with pytest.raises(runs.CheckpointError, match="differs from the requested config"):
         Trainer(CFG.replace(learning_rate=1e-3), tiny_dataset, full[0].run_dir, resume=True)
-    with pytest.raises(checkpoints.CheckpointError, match="nothing to resume"):
+    with pytest.raises(runs.CheckpointError, match="nothing to resume"):
         Trainer(CFG, tiny_dataset, tmp_path, resume=True)
 
 
@@ -208,7 +208,7 @@ def test_resume_with_more_epochs_continues(full, tiny_dataset, tmp_path):
     shutil.copytree(full[0].run_dir, run_dir)
     more = Trainer(CFG.replace(epochs=4), tiny_dataset, run_dir, resume=True).fit()
     assert more.steps_done == TOTAL + STEPS_PER_EPOCH and [e["epoch"] for e in more.history["epochs"]] == [1, 2, 3, 4]
-    assert checkpoints.load_run(run_dir).config.epochs == 4
+    assert runs.load_run(run_dir).config.epochs == 4
 
 
 @pytest.mark.parametrize("network, layer, attr, message", [
@@ -240,7 +240,7 @@ def test_divergence_raises_and_keeps_last_checkpoint(tiny_dataset, tmp_path, net
     with pytest.raises(TrainingDiverged, match=message):
         trainer.fit(on_epoch=on_epoch)
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == good["files"]  # untouched, byte for byte
-    run = checkpoints.load_run(run_dir)
+    run = runs.load_run(run_dir)
     assert run.meta["steps_done"] == STEPS_PER_EPOCH and len(run.history["epochs"]) == 1
     assert_same_weights(weights_of(run), good["weights"])
     assert all(np.all(np.isfinite(w)) for w in weights_of(run).values())
@@ -254,10 +254,10 @@ def test_batch_larger_than_data_is_a_clear_error(tiny_dataset):
 
 
 def test_train_refuses_an_existing_run(full, tiny_dataset, tmp_path):
-    with pytest.raises(checkpoints.CheckpointError, match="already holds a run"):
+    with pytest.raises(runs.CheckpointError, match="already holds a run"):
         train(CFG, tiny_dataset, full[0].run_dir)
     (tmp_path / "something").write_text("x")
-    with pytest.raises(checkpoints.CheckpointError, match="already holds a run"):
+    with pytest.raises(runs.CheckpointError, match="already holds a run"):
         train(CFG, tiny_dataset, tmp_path)
 
 
@@ -280,7 +280,7 @@ def test_iwae_and_learned_sigma_train(tiny_dataset):
 
 
 def test_step_seeds_are_a_function_of_seed_and_step():
-    from vae_tf.train import step_seeds
+    from vae_tf.step import step_seeds
 
     base = tf.constant([1, 7919], tf.int32)
     a, b = step_seeds(base, 5, 2).numpy(), step_seeds(base, 5, 2).numpy()

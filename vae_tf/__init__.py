@@ -1,2 +1,2 @@
-"""VAE Lab's library: data, model, training, estimators and checkpoints. No Streamlit here."""
+"""VAE Lab's library: data, model, training, estimators and runs on disk. No Streamlit here."""
 from .config import Config, ConfigError, FIELDS

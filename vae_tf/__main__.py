@@ -76,15 +76,15 @@ class ProgressBar:
 
 
 def cmd_train(args) -> int:
-    from . import checkpoints
+    from . import runs
     from .data import load_dataset
     from .train import Trainer
 
     config = config_from_args(args)
     out = Path(args.out)
-    checkpoints.check_run_name(out.name)
+    runs.check_run_name(out.name)
     if out.exists() and any(out.iterdir()) and not args.resume:
-        raise checkpoints.CheckpointError(f"{out} already holds a run; choose another --out, or add --resume")
+        raise runs.CheckpointError(f"{out} already holds a run; choose another --out, or add --resume")
     strategy = make_strategy(args.strategy)
     dataset = load_dataset(config.dataset)
     trainer = Trainer(config, dataset, out, resume=args.resume, strategy=strategy)
@@ -111,7 +111,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from . import checkpoints, estimators
+    from . import estimators, runs
     from .data import load_dataset
 
     path = Path(args.checkpoint)
@@ -123,7 +123,7 @@ def cmd_evaluate(args) -> int:
     # batch are split over them. Each image's draws are keyed by its index, so the estimate is the
     # one-device estimate, computed in parallel.
     with strategy.scope():
-        run = checkpoints.load_run(path)
+        run = runs.load_run(path)
     dataset = load_dataset(args.data or run.config.dataset)
     if dataset.num_pixels != run.model.num_pixels:
         raise ValueError(f"{dataset.name} images have {dataset.num_pixels} pixels; the run was trained on {run.model.num_pixels}")
@@ -158,9 +158,9 @@ def _finite(d: dict) -> dict:
 
 
 def cmd_runs(args) -> int:
-    from . import checkpoints
+    from . import runs
 
-    df = checkpoints.list_runs(args.root)
+    df = runs.list_runs(args.root)
     print(df.to_string(index=False) if len(df) else f"no runs in {args.root}")
     return 0
 
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .checkpoints import CheckpointError
+    from .runs import CheckpointError
     from .data import DataError
 
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -281,7 +281,7 @@ def one_shot_log_px(model, x, k: int, eps=None, seed: int = 0):
 
 def bench_model(config: Config, num_pixels: int):
     """The shipped default run if it is there (a trained model), else a fresh one: the FLOPs are the same."""
-    from .checkpoints import load_run
+    from .runs import load_run
     from .model import VAE
 
     path = REPO / "checkpoints" / "fashion-default"

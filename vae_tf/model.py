@@ -2,7 +2,8 @@
 
     ELBO(x) = E_q(z|x)[log p(x|z)] − KL(q(z|x) ‖ p(z)) ≤ log p(x)
 
-Every density is a `tfp.distributions` object; the networks are Keras 3 layers.
+Every density is a `tfp.distributions` object; the networks are Keras 3 layers. The
+module-level helpers at the end are numpy in, numpy out, for pages and scripts.
 """
 from __future__ import annotations
 
@@ -156,3 +157,26 @@ class VAE:
 
 def _inverse_softplus(y: float) -> float:
     return math.log(math.expm1(y))
+
+
+# -- numpy in, numpy out: eager one-off calls (the compiled functions live in estimators) -----------
+def tf_seed(seed: int, stream: int = 0) -> np.ndarray:
+    """A stateless TFP seed: an int32 pair (a plain int would select the stateful samplers)."""
+    return np.array([int(seed) % 2**31, stream], np.int32)
+
+
+def reconstruct(model: VAE, x, sample: bool = False, seed: int = 0) -> np.ndarray:
+    return np.asarray(model.reconstruct(np.asarray(x, np.float32), sample=sample, seed=tf_seed(seed, 1)))
+
+
+def sample_prior(model: VAE, n: int, seed: int) -> np.ndarray:
+    return np.asarray(model.sample_prior(int(n), seed=tf_seed(seed, 2)))
+
+
+def encode_mean(model: VAE, x, batch: int = 2000) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return np.concatenate([np.asarray(model.encode_mean(x[i:i + batch])) for i in range(0, len(x), batch)])
+
+
+def decode_mean(model: VAE, z) -> np.ndarray:
+    return np.asarray(model.mean_image(np.asarray(z, np.float32)))

@@ -1,22 +1,15 @@
 """Training: Adam on the negative ELBO (or the IWAE bound), several steps per compiled call.
 
-The uint8 training set lives on the device once; each call gathers its steps'
-batches and, for a Bernoulli likelihood, binarizes them afresh (dynamic
-binarization), then runs the steps in one XLA-compiled loop. Every random draw
-is stateless and keyed by (seed, step), so a run is reproducible and a resumed
-run continues exactly where it stopped. The draws and the binarization are made
-outside XLA (whose RNG gives other numbers for the same seed), so the fast and
-the plain path train on the very same bits and ε.
-
-    loss = −E_q[log p(x|z)] + β_t · KL(q(z|x) ‖ p(z))            (objective "elbo")
-    loss = −log (1/k) Σ_i p(x, z_i) / q(z_i|x),  z_i ~ q(z|x)     (objective "iwae")
+The Trainer's loop: epochs of shuffled batches, compiled calls of several steps each
+(step.py), the per-step curve and test ELBO per epoch, a checkpoint every epoch,
+stop, resume and divergence. Every random draw is stateless and keyed by (seed, step),
+so a run is reproducible and a resumed run continues exactly where it stopped.
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,14 +17,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import checkpoints
+from . import runs
 from .config import Config
-from .data import Dataset, TEST_BINARIZATION_SEED
+from .data import TEST_BINARIZATION_SEED, Dataset
 from .model import VAE
+from .step import compile_draws, compile_run_steps, default_steps_per_call
 
 EVAL_BATCH = 2000
-STEPS_PER_CALL = 50  # at most: each call costs ~1.5 ms of dispatch, 4 % of a default step at 10 a call
-CALL_FLOPS = 5e10  # fewer steps a call when steps are big: ~0.2 s a call on 2 cores, so a stop lands soon
 MAX_CURVE_POINTS = 2000
 
 
@@ -79,6 +71,17 @@ class TrainResult:
     seconds: float
 
 
+@dataclass
+class _Clock:
+    """When fit began, the step it began at, and a smoothed steps/s for the ETA."""
+    t0: float
+    start_step: int
+    rate: float | None = None
+
+    def tick(self, call_rate: float):
+        self.rate = call_rate if self.rate is None else 0.8 * self.rate + 0.2 * call_rate
+
+
 class Trainer:
     """Trains a VAE on a Dataset, writing a checkpoint into `run_dir` at the end of every epoch."""
 
@@ -117,95 +120,18 @@ class Trainer:
             self.x_train = tf.constant(x)  # uint8, (N, D): 1 byte a pixel on the device
         if resume:
             self._restore()
-        self._draws_fn, self._run_steps = self._compile_step()
+        self._draws_fn = compile_draws(config, self.x_train, dataset.num_pixels, self.steps_per_call)
+        self._run_steps = compile_run_steps(self.model, self.optimizer, self.strategy, self.steps_per_call,
+                                            self.jit_compile)
         self._eval_fn = tf.function(self._eval_batch, reduce_retracing=True)
 
-    # -- the compiled step -----------------------------------------------------------
-    def _compile_step(self):
-        """(draws, run_steps): the first makes a call's inputs (plain TF), the second runs its steps
-        (XLA on one device). Inputs are padded to steps_per_call steps and the
-        step count is a tensor, so the short last call of an epoch reuses the compiled program."""
-        cfg, model, opt, spc = self.config, self.model, self.optimizer, self.steps_per_call
-        B, D, S, d = cfg.batch_size, self.dataset.num_pixels, cfg.mc_samples, cfg.latent_dim
-        bernoulli, replicas = cfg.likelihood == "bernoulli", self.strategy.num_replicas_in_sync
-        base_seed = tf.constant([cfg.seed, 7919], tf.int32)
-
-        def step_draws(step):
-            """One step's random numbers, a pure function of (seed, step): binarization uniforms and
-            the ε of z = μ + s ⊙ ε. Drawn outside XLA, whose RNG gives other numbers for the same
-            seed, so the fast and the plain path train on exactly the same draws."""
-            seeds = step_seeds(base_seed, step, 2)
-            u = tf.random.stateless_uniform([B, D] if bernoulli else [B, 0], seeds[0])
-            return u, tf.random.stateless_normal([S, B, d], seeds[1])
-
-        @tf.function
-        def draws(idx, step0):
-            """idx (n, B) → the call's pixels (spc, B, D) uint8 — binarized for a Bernoulli likelihood — and
-            ε (spc, S, B, d), zero-padded to spc steps. The binarization is done here, outside XLA, too, so
-            that every path compares the same numbers (XLA is free to compute x/255 another way)."""
-            n = tf.shape(idx)[0]
-            steps = step0 + tf.range(n, dtype=tf.int64)
-            u, eps = tf.map_fn(step_draws, steps, fn_output_signature=(tf.float32, tf.float32))
-            x = tf.gather(self.x_train, idx)
-            if bernoulli:  # dynamic binarization: P(pixel = 1) = grey level, new bits every step
-                x = tf.cast(u < tf.cast(x, tf.float32) / 255.0, tf.uint8)
-            pad = lambda t: tf.pad(t, [[0, spc - n]] + [[0, 0]] * (t.shape.rank - 1))  # noqa: E731
-            return pad(x), pad(eps)
-
-        def train_step(x_uint8, eps, kl_weight):
-            x = tf.cast(x_uint8, tf.float32)
-            if not bernoulli:  # grey levels in [0, 1]
-                x = x / 255.0
-            with tf.GradientTape() as tape:
-                loss, recon, kl = self._loss(x, eps, kl_weight)
-                scaled = loss / replicas
-            grads = tape.gradient(scaled, model.trainable_variables)
-            opt.apply_gradients(zip(grads, model.trainable_variables))
-            return tf.stack([loss, tf.reduce_mean(recon), tf.reduce_mean(kl)])
-
-        # Several steps per call: Python and dispatch overhead (~1.5 ms) is paid once per call, and XLA
-        # fuses the elementwise ops of each step (likelihood, KL, ReLU, Adam) around its matmuls.
-        @tf.function(jit_compile=self.jit_compile)
-        def run_steps(x, eps, n, kl_weight):
-            """n of the spc padded steps → (spc, 3) loss, recon, kl (rows from n on are zero)."""
-            out = tf.zeros([spc, 3])
-            for i in tf.range(n):
-                out = tf.tensor_scatter_nd_update(out, [[i]], train_step(x[i], eps[i], kl_weight)[None])
-            return out
-
-        @tf.function
-        def run_steps_distributed(x, eps, n, kl_weight):
-            """Each replica takes its slice of every batch; the optimizer all-reduces the gradients."""
-            def shard(t, axis):
-                return self.strategy.experimental_distribute_values_from_function(
-                    lambda ctx: tf.split(t, replicas, axis=axis)[ctx.replica_id_in_sync_group])
-            out = tf.zeros([spc, 3])
-            for i in tf.range(n):
-                per = self.strategy.run(train_step, args=(shard(x[i], 0), shard(eps[i], 1), kl_weight))
-                row = self.strategy.reduce("MEAN", per, axis=None)
-                out = tf.tensor_scatter_nd_update(out, [[i]], row[None])
-            return out
-
-        return draws, (run_steps if replicas == 1 else run_steps_distributed)
-
+    # -- one compiled call -----------------------------------------------------------
     def _step_fn(self, idx, step0, kl_weight):
         """len(idx) steps from global step step0 on the batches idx (n, B) → (n, 3) loss, recon, kl."""
         idx, step0 = np.asarray(idx, np.int32), int(step0)
         x, eps = self._draws_fn(tf.constant(idx), tf.constant(step0, tf.int64))
         n = len(idx)
         return self._run_steps(x, eps, tf.constant(n, tf.int32), tf.constant(kl_weight, tf.float32))[:n]
-
-    def _loss(self, x, eps, kl_weight):
-        """Mean over the batch of the loss, and the per-image recon and KL terms it came from."""
-        cfg, model = self.config, self.model
-        if cfg.objective == "iwae":
-            q = model.posterior(x)
-            z = q.bijector.forward(eps)  # (k, N, d)
-            recon, kl = model.likelihood(z).log_prob(x), q.log_prob(z) - model.prior().log_prob(z)
-            bound = tf.reduce_logsumexp(recon - kl, 0) - math.log(cfg.mc_samples)  # log w = recon − kl, per draw
-            return -tf.reduce_mean(bound), tf.reduce_mean(recon, 0), tf.reduce_mean(kl, 0)
-        recon, kl = model.elbo_terms_from_noise(x, eps)
-        return -tf.reduce_mean(recon - kl_weight * kl), recon, kl
 
     def _eval_batch(self, x, seed):
         recon, kl = self.model.elbo_terms(x, seed, 1)
@@ -226,56 +152,17 @@ class Trainer:
             on_epoch: Callable[[EpochReport], None] | None = None,
             stop: threading.Event | Callable[[], bool] | None = None) -> TrainResult:
         """Train to `config.epochs`. A stop request ends after the current call (≤ steps_per_call steps)
-        and saves every finished step;
-        a NaN or infinite loss raises TrainingDiverged and leaves the last checkpoint as it was."""
+        and saves every finished step; a NaN or infinite loss raises TrainingDiverged and leaves the
+        last checkpoint as it was."""
         should_stop = stop.is_set if isinstance(stop, threading.Event) else (stop or (lambda: False))
-        cfg, B = self.config, self.config.batch_size
-        t0 = time.perf_counter()
-        start_step, stopped = self.steps_done, False
-        rate = None  # smoothed steps/s for the ETA
+        clock = _Clock(time.perf_counter(), self.steps_done)
+        stopped = False
         try:
             while self.steps_done < self.total_steps:
-                epoch, offset = divmod(self.steps_done, self.steps_per_epoch)
-                order = epoch_order(cfg.seed, epoch, self.num_train)
-                kl_weight = cfg.kl_weight(epoch)
-                sums, count, t_epoch = np.zeros(3), 0, time.perf_counter()
-                for s in range(offset, self.steps_per_epoch, self.steps_per_call):
-                    if should_stop():
-                        stopped = True
-                        break
-                    n = min(self.steps_per_call, self.steps_per_epoch - s)
-                    t_call = time.perf_counter()
-                    metrics = np.asarray(self._step_fn(order[s * B:(s + n) * B].reshape(n, B), self.steps_done,
-                                                       kl_weight))
-                    now = time.perf_counter()
-                    call_rate = n / max(now - t_call, 1e-9)
-                    rate = call_rate if rate is None else 0.8 * rate + 0.2 * call_rate
-                    bad = np.flatnonzero(~np.all(np.isfinite(metrics), axis=1))
-                    if len(bad):
-                        raise TrainingDiverged(
-                            f"the loss became {metrics[bad[0], 0]} at step {self.steps_done + bad[0] + 1} (epoch "
-                            f"{epoch + 1}): training diverged. Try a smaller learning_rate than {cfg.learning_rate:g}"
-                            + (f"; the last good checkpoint ({self.history['epochs'][-1]['epoch']} epochs) is kept"
-                               if self.history["epochs"] and self.run_dir else "; nothing was saved"))
-                    first = self.steps_done + 1
-                    self.steps_done += n  # the weights are now n steps on, whatever a callback does next
-                    rows = metrics.astype(float)
-                    for j, (loss, recon, kl) in enumerate(rows):
-                        sums += (recon - kl, recon, kl)
-                        count += 1
-                        self._record_step(first + j, recon - kl, recon, kl)
-                    for j, (loss, recon, kl) in enumerate(rows if on_step else ()):
-                        step = first + j
-                        on_step(StepReport(step, self.total_steps, step / self.steps_per_epoch, step * B,
-                                           now - t0, (self.steps_done - start_step) * B / (now - t0),
-                                           (self.total_steps - step) / rate, loss, recon - kl, recon, kl))
-                if stopped:
+                report = self._fit_epoch(should_stop, on_step, clock)
+                if report is None:
+                    stopped = True
                     break
-                test_elbo, test_recon, test_kl = self.evaluate_test()
-                seconds = time.perf_counter() - t_epoch
-                train = sums / max(count, 1)
-                report = EpochReport(epoch + 1, *map(float, train), test_elbo, test_recon, test_kl,
-                                     float(kl_weight), seconds, count * B / seconds)
                 self.history["epochs"].append(asdict(report))
                 self.save()
                 if on_epoch:
@@ -284,13 +171,62 @@ class Trainer:
             raise
         except BaseException:
             # Ctrl-C, or Streamlit stopping the script when a tab closes: keep every finished step.
-            if self.steps_done > start_step:
+            if self.steps_done > clock.start_step:
                 self.save(status="stopped")
             raise
-        if stopped and self.steps_done > start_step:
+        if stopped and self.steps_done > clock.start_step:
             self.save(status="stopped")
         return TrainResult(self.run_dir, self.model, self.history, stopped, self.steps_done,
-                           self.steps_done / self.steps_per_epoch, time.perf_counter() - t0)
+                           self.steps_done / self.steps_per_epoch, time.perf_counter() - clock.t0)
+
+    def _fit_epoch(self, should_stop, on_step, clock: _Clock) -> EpochReport | None:
+        """The rest of the current epoch, call by call, then its test ELBO; None if a stop request came first."""
+        cfg, B = self.config, self.config.batch_size
+        epoch, offset = divmod(self.steps_done, self.steps_per_epoch)
+        order = epoch_order(cfg.seed, epoch, self.num_train)
+        kl_weight = cfg.kl_weight(epoch)
+        sums, count, t_epoch = np.zeros(3), 0, time.perf_counter()
+        for s in range(offset, self.steps_per_epoch, self.steps_per_call):
+            if should_stop():
+                return None
+            n = min(self.steps_per_call, self.steps_per_epoch - s)
+            t_call = time.perf_counter()
+            metrics = np.asarray(self._step_fn(order[s * B:(s + n) * B].reshape(n, B), self.steps_done, kl_weight))
+            now = time.perf_counter()
+            clock.tick(n / max(now - t_call, 1e-9))
+            self._check_finite(metrics, epoch)
+            first = self.steps_done + 1
+            self.steps_done += n  # the weights are now n steps on, whatever a callback does next
+            rows = metrics.astype(float)
+            for j, (loss, recon, kl) in enumerate(rows):
+                sums += (recon - kl, recon, kl)
+                count += 1
+                self._record_step(first + j, recon - kl, recon, kl)
+            if on_step:
+                self._report_steps(on_step, rows, first, now, clock)
+        test_elbo, test_recon, test_kl = self.evaluate_test()
+        seconds = time.perf_counter() - t_epoch
+        train = sums / max(count, 1)
+        return EpochReport(epoch + 1, *map(float, train), test_elbo, test_recon, test_kl,
+                           float(kl_weight), seconds, count * B / seconds)
+
+    def _check_finite(self, metrics: np.ndarray, epoch: int):
+        """Raise TrainingDiverged if a step of this call (steps_done not yet advanced) lost its finite loss."""
+        bad = np.flatnonzero(~np.all(np.isfinite(metrics), axis=1))
+        if len(bad):
+            raise TrainingDiverged(
+                f"the loss became {metrics[bad[0], 0]} at step {self.steps_done + bad[0] + 1} (epoch "
+                f"{epoch + 1}): training diverged. Try a smaller learning_rate than {self.config.learning_rate:g}"
+                + (f"; the last good checkpoint ({self.history['epochs'][-1]['epoch']} epochs) is kept"
+                   if self.history["epochs"] and self.run_dir else "; nothing was saved"))
+
+    def _report_steps(self, on_step, rows: np.ndarray, first: int, now: float, clock: _Clock):
+        B = self.config.batch_size
+        for j, (loss, recon, kl) in enumerate(rows):
+            step = first + j
+            on_step(StepReport(step, self.total_steps, step / self.steps_per_epoch, step * B,
+                               now - clock.t0, (self.steps_done - clock.start_step) * B / (now - clock.t0),
+                               (self.total_steps - step) / clock.rate, loss, recon - kl, recon, kl))
 
     def _record_step(self, step, elbo, recon, kl):
         """Keep the per-step curve light: at most MAX_CURVE_POINTS, evenly spaced in steps."""
@@ -320,40 +256,22 @@ class Trainer:
                 "epochs_done": round(self.steps_done / self.steps_per_epoch, 4),
                 "status": status or ("complete" if done else "training"),
                 "num_parameters": self.model.num_parameters()}
-        created = None
-        if (self.run_dir / "meta.json").exists():
-            created = checkpoints.read_json(self.run_dir / "meta.json").get("created")
-        meta["created"] = created or time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        checkpoints.save_run(self.run_dir, self.model, self.config, self.history, meta, self.optimizer)
+        runs.save_run(self.run_dir, self.model, self.config, self.history, meta, self.optimizer)
 
     def _restore(self):
-        if self.run_dir is None or not (self.run_dir / "meta.json").exists():
-            raise checkpoints.CheckpointError(f"nothing to resume at {self.run_dir}")
-        saved = checkpoints.read_config(self.run_dir)
+        if self.run_dir is None or not runs.is_run(self.run_dir):
+            raise runs.CheckpointError(f"nothing to resume at {self.run_dir}")
+        saved = runs.read_config(self.run_dir)
         if saved.replace(epochs=self.config.epochs) != self.config:
-            raise checkpoints.CheckpointError(
-                f"{self.run_dir / 'config.json'} differs from the requested config; a run resumes with its own "
+            raise runs.CheckpointError(
+                f"{self.run_dir / runs.CONFIG_FILE} differs from the requested config; a run resumes with its own "
                 "settings (only epochs may grow)")
-        run = checkpoints.load_run(self.run_dir)
+        run = runs.load_run(self.run_dir)
         self.model.assign_weights(run.model.named_weights())
-        checkpoints.load_optimizer_state(self.run_dir, self.optimizer, self.model.trainable_variables)
+        runs.load_optimizer_state(self.run_dir, self.optimizer, self.model.trainable_variables)
         self.history = run.history
         self.steps_done = int(run.meta["steps_done"])
         # A partly done epoch has no per-epoch entry yet; a resumed run redoes none of its steps.
-
-
-def step_seeds(base_seed, step, n: int):
-    """n independent stateless seeds (int32, as TFP wants them) for one step: a pure function of (seed, step)."""
-    return tf.random.experimental.stateless_split(
-        tf.random.experimental.stateless_fold_in(base_seed, tf.cast(step, tf.int32)), n)
-
-
-def default_steps_per_call(config: Config, num_pixels: int) -> int:
-    """Steps a call: ~CALL_FLOPS of matmuls (a step ≈ 3 × the forward pass), between 1 and STEPS_PER_CALL."""
-    enc = [num_pixels, *config.hidden, 2 * config.latent_dim]
-    dec = [config.latent_dim, *([] if config.decoder == "linear" else reversed(config.hidden)), num_pixels]
-    macs = sum(a * b for a, b in zip(enc, enc[1:])) + config.mc_samples * sum(a * b for a, b in zip(dec, dec[1:]))
-    return max(1, min(STEPS_PER_CALL, int(CALL_FLOPS // (6 * config.batch_size * macs))))
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -376,5 +294,5 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 def train(config: Config, dataset: Dataset, run_dir: Path | str | None = None, **fit_kwargs) -> TrainResult:
     """Train a new run from scratch (refuses to overwrite an existing run)."""
     if run_dir is not None and Path(run_dir).exists() and any(Path(run_dir).iterdir()):
-        raise checkpoints.CheckpointError(f"{run_dir} already holds a run; choose another name, or resume it")
+        raise runs.CheckpointError(f"{run_dir} already holds a run; choose another name, or resume it")
     return Trainer(config, dataset, run_dir).fit(**fit_kwargs)

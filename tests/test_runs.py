@@ -1,17 +1,22 @@
-"""Runs on disk: round trips, damaged files, run names, listing, atomic writes."""
+"""Runs on disk: round trips, damaged files, run names, listing, atomic writes, the health check,
+summaries, stamps for cache keys, and marking a run diverged."""
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
+import zipfile
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
-from vae_tf import checkpoints
-from vae_tf.checkpoints import CheckpointError, check_run_name, list_runs, load_run, run_dir, save_run
+from vae_tf import runs
 from vae_tf.config import Config
 from vae_tf.model import VAE
+from vae_tf.runs import CheckpointError, RunRef, check_run_name, list_runs, load_run, run_dir, save_run
 
 D = 64
 X = np.random.default_rng(0).random((6, D)).astype(np.float32)
@@ -52,7 +57,7 @@ def test_round_trip_gives_identical_outputs(saved):
     run = load_run(path)
     assert run.name == "good" and run.path == path and run.config == config
     assert run.history == HISTORY and run.final == HISTORY["epochs"][-1] and run.epochs == HISTORY["epochs"]
-    assert run.meta["steps_done"] == 7 and run.meta["format"] == checkpoints.FORMAT
+    assert run.meta["steps_done"] == 7 and run.meta["format"] == runs.FORMAT
     a, b = model.named_weights(), run.model.named_weights()
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     q1, q2 = model.posterior(X), run.model.posterior(X)
@@ -79,13 +84,13 @@ def test_optimizer_state_round_trip(tmp_path):
         v.assign(rng.normal(size=tuple(v.shape)).astype(v.dtype) if len(v.shape) else np.asarray(11, v.dtype))
     save_run(tmp_path, model, config, HISTORY, meta(), opt)
     fresh = keras.optimizers.Adam(1e-3)
-    assert checkpoints.load_optimizer_state(tmp_path, fresh, model.trainable_variables)
+    assert runs.load_optimizer_state(tmp_path, fresh, model.trainable_variables)
     assert len(fresh.variables) == len(opt.variables)
     for a, b in zip(opt.variables, fresh.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert int(fresh.iterations.numpy()) == 11
     (tmp_path / "optimizer.npz").unlink()
-    assert checkpoints.load_optimizer_state(tmp_path, fresh, model.trainable_variables) is False
+    assert runs.load_optimizer_state(tmp_path, fresh, model.trainable_variables) is False
 
 
 # -- damaged runs: the error names the file ---------------------------------------------------
@@ -174,8 +179,8 @@ def test_run_dir_through_a_symlinked_root(tmp_path):
 
 
 def test_default_root_is_the_repo_checkpoints_dir():
-    assert checkpoints.DEFAULT_ROOT.name == "checkpoints"
-    assert (checkpoints.DEFAULT_ROOT.parent / "vae_tf" / "checkpoints.py").exists()
+    assert runs.DEFAULT_ROOT.name == "checkpoints"
+    assert (runs.DEFAULT_ROOT.parent / "vae_tf" / "runs.py").exists()
 
 
 # -- listing ---------------------------------------------------------------------------------
@@ -225,13 +230,139 @@ def test_save_leaves_no_temporary_files(tmp_path):
 
 def test_failed_write_keeps_the_old_file_whole(tmp_path, monkeypatch):
     target = tmp_path / "history.json"
-    checkpoints.atomic_write_bytes(target, b'{"old": 1}')
+    runs.atomic_write_bytes(target, b'{"old": 1}')
 
     def crash(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        checkpoints.atomic_write_bytes(target, b'{"new": 2}')
+        runs.atomic_write_bytes(target, b'{"new": 2}')
     assert target.read_bytes() == b'{"old": 1}'
     assert [p.name for p in tmp_path.iterdir()] == ["history.json"]  # the temporary file is gone
+
+
+# -- the health check, without TensorFlow ----------------------------------------------------
+def test_run_problem_is_none_for_a_whole_run_and_names_what_is_wrong(saved, tmp_path):
+    root = saved[0].parent
+    assert runs.run_problem(saved[0]) is None
+    assert runs.run_problem(RunRef.of("good", root)) is None
+    copy = damaged_copy(saved, tmp_path)
+    (copy / "weights.npz").unlink()
+    assert runs.run_problem(copy) == "weights.npz is missing"
+    (copy / "weights.npz").write_bytes(b"\x00" * 100)
+    assert runs.run_problem(copy).startswith("weights.npz is not a readable weights file")
+    np.savez(copy / "weights.npz", some_other_model=np.zeros(3))
+    assert runs.run_problem(copy) == "weights.npz is not a VAE Lab weights file (foreign?)"
+    (copy / "meta.json").write_text(json.dumps({"format": "keras-model"}))
+    problem = runs.run_problem(copy)
+    assert problem.startswith("meta.json is not a VAE Lab run") and str(copy) not in problem  # the folder left out
+    assert runs.run_problem(tmp_path / "bad name") == runs.BAD_NAME
+    assert runs.run_problem(RunRef(str(tmp_path), "../evil", 0)) == runs.BAD_NAME
+
+
+def test_run_problem_catches_a_damaged_weights_member(saved, tmp_path):
+    """A byte flipped inside a member keeps the zip's directory readable: the CRC check names the member,
+    or the damaged compressed stream is reported; neither check raises."""
+    copy = damaged_copy(saved, tmp_path)
+    weights = copy / "weights.npz"
+    original = weights.read_bytes()
+    with zipfile.ZipFile(weights) as z:
+        info = z.getinfo("encoder/enc_0/kernel.npy")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+
+    def flipped(offset):
+        raw = bytearray(original)
+        raw[start + offset] ^= 0xFF
+        weights.write_bytes(bytes(raw))
+
+    flipped(info.compress_size // 2)
+    assert runs.run_problem(copy) == "weights.npz is damaged (encoder/enc_0/kernel.npy does not match its checksum)"
+    for offset in range(0, info.compress_size, max(1, info.compress_size // 40)):
+        flipped(offset)
+        problem = runs.run_problem(copy)
+        assert problem is None or problem.startswith("weights.npz is damaged"), problem
+        if problem is not None:  # what the check saw, loading sees too: an error naming the file
+            with pytest.raises(CheckpointError, match="weights.npz"):
+                load_run(copy)
+
+
+# -- summaries, names and stamps -----------------------------------------------------------------
+def test_read_summary_holds_config_meta_and_final_epoch(saved, tmp_path):
+    path, _, config = saved
+    summary = runs.read_summary(path)
+    assert summary["config"] == config.to_dict()
+    assert summary["meta"]["num_pixels"] == D and summary["meta"]["format"] == runs.FORMAT
+    assert summary["final"] == HISTORY["epochs"][-1]
+    assert runs.read_summary(RunRef.of("good", path.parent)) == summary
+    empty = tmp_path / "empty"
+    save(empty, Config(latent_dim=2, hidden=(8,)), history={"epochs": [], "steps": []})
+    assert runs.read_summary(empty)["final"] == {}
+    with pytest.raises(CheckpointError, match="is missing"):
+        runs.read_summary(tmp_path / "absent")
+
+
+def test_run_names_are_whole_runs_sorted(tmp_path):
+    assert runs.run_names(tmp_path / "absent") == []
+    for name in ("b-run", "a-run"):
+        save(tmp_path / name, Config(latent_dim=2, hidden=(8,)))
+    (tmp_path / "half").mkdir()  # no meta.json yet: a run still being written
+    (tmp_path / "half" / "weights.npz").write_bytes(b"")
+    save(tmp_path / ".hidden", Config(latent_dim=2, hidden=(8,)))
+    (tmp_path / "loose.json").write_text("{}")
+    assert runs.run_names(tmp_path) == ["a-run", "b-run"]
+    assert runs.is_run(tmp_path / "a-run") and not runs.is_run(tmp_path / "half")
+
+
+def test_run_ref_stamp_changes_when_the_run_is_rewritten(tmp_path):
+    config = Config(latent_dim=2, hidden=(8,))
+    assert runs.run_stamp("r1", tmp_path) == 0 and RunRef.of("r1", tmp_path).stamp == 0
+    model = save(tmp_path / "r1", config)
+    ref = RunRef.of("r1", tmp_path)
+    assert ref.stamp == (tmp_path / "r1" / "meta.json").stat().st_mtime_ns > 0
+    assert ref == RunRef.of("r1", tmp_path) and hash(ref) == hash(RunRef.of("r1", tmp_path))
+    assert ref.path == tmp_path.resolve() / "r1" and ref.root == str(tmp_path.resolve()) and ref.name == "r1"
+    assert load_run(ref).name == "r1"
+    with pytest.raises(AttributeError):
+        ref.stamp = 5  # frozen: a cache key cannot change under the cache
+    time.sleep(0.01)
+    save_run(tmp_path / "r1", model, config, HISTORY, meta(steps_done=8))
+    newer = RunRef.of("r1", tmp_path)
+    assert newer.stamp > ref.stamp and newer != ref and len({ref, newer}) == 2
+
+
+def test_created_is_kept_across_saves(tmp_path):
+    config = Config(latent_dim=2, hidden=(8,))
+    model = save(tmp_path, config)
+    first = json.loads((tmp_path / "meta.json").read_text())
+    assert first["created"]
+    (tmp_path / "meta.json").write_text(json.dumps({**first, "created": "2020-01-01T00:00:00+0000"}))
+    save_run(tmp_path, model, config, HISTORY, meta(steps_done=9))
+    again = json.loads((tmp_path / "meta.json").read_text())
+    assert again["created"] == "2020-01-01T00:00:00+0000" and again["steps_done"] == 9
+
+
+# -- marking a run diverged ---------------------------------------------------------------------
+def test_mark_diverged_rewrites_meta_and_keeps_the_rest(saved, tmp_path):
+    copy = damaged_copy(saved, tmp_path)
+    weights_before = (copy / "weights.npz").read_bytes()
+    meta_out = runs.mark_diverged(copy, "the loss became nan at step 7")
+    on_disk = runs.read_meta(copy)
+    assert meta_out == on_disk
+    assert on_disk["status"] == "diverged" and on_disk["diverged"] == "the loss became nan at step 7"
+    assert on_disk["steps_done"] == 7 and on_disk["format"] == runs.FORMAT  # the rest of meta.json as it was
+    assert (copy / "weights.npz").read_bytes() == weights_before
+    assert load_run(copy).meta["status"] == "diverged"
+    assert sorted(p.name for p in copy.iterdir()) == ["config.json", "history.json", "meta.json", "weights.npz"]
+    with pytest.raises(CheckpointError, match="is missing"):
+        runs.mark_diverged(tmp_path / "absent", "x")
+
+
+def test_runs_needs_no_tensorflow():
+    """The sidebar lists runs and checks them before TensorFlow is imported: runs.py must not import it."""
+    code = ("import sys, vae_tf.runs as r, vae_tf.config, vae_tf.data, vae_tf.latent, vae_tf.plots; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=runs.DEFAULT_ROOT.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -7,10 +7,13 @@
     checkpoints/NAME/meta.json       versions, data set, times, epochs done
 
 Each file is written aside and renamed into place, weights first and meta
-last, so a crash leaves the previous epoch's files whole.
+last, so a crash leaves the previous epoch's files whole: a directory holding a
+meta.json is a whole run. This module is the format's one owner: no other file
+spells these names.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -18,6 +21,7 @@ import re
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +34,13 @@ FORMAT = "vae-lab-run"
 FORMAT_VERSION = 1
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CONFIG_FILE, META_FILE, HISTORY_FILE = "config.json", "meta.json", "history.json"
+WEIGHTS_FILE, OPTIMIZER_FILE = "weights.npz", "optimizer.npz"
+TMP_SUFFIX = ".tmp"
+STEPS_KEY = "__steps_done__"  # the step count, saved with the weights so the two never disagree
+# Members every VAE Lab weights file holds, whatever the config (model.py names the output layers so).
+REQUIRED_WEIGHTS = ("encoder/enc_out/kernel.npy", "decoder/dec_out/kernel.npy", f"{STEPS_KEY}.npy")
+BAD_NAME = "not a run name: 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 class CheckpointError(ValueError):
@@ -54,6 +65,24 @@ class Run:
         return self.epochs[-1] if self.epochs else {}
 
 
+@dataclass(frozen=True)
+class RunRef:
+    """A run's identity for cache keys: its place and the stamp of its files, so a cache keyed on it
+    loads a run again once it is rewritten on disk. Frozen, hence hashable."""
+    root: str
+    name: str
+    stamp: int
+
+    @property
+    def path(self) -> Path:
+        return run_dir(self.name, self.root)
+
+    @classmethod
+    def of(cls, name: str, root: Path | str = DEFAULT_ROOT) -> RunRef:
+        """The run as it is on disk now (stamp 0 if it has no meta.json)."""
+        return cls(str(Path(root).resolve()), name, run_stamp(name, root))
+
+
 def check_run_name(name: str) -> str:
     """A run name is letters, digits, '.', '_' and '-', up to 64, never '..': it cannot leave checkpoints/."""
     # fullmatch, not match: '$' also matches before a trailing newline, which let "name\n" through.
@@ -73,11 +102,36 @@ def run_dir(name: str, root: Path | str = DEFAULT_ROOT) -> Path:
     return path
 
 
+def _path(run: Path | str | RunRef) -> Path:
+    return run.path if isinstance(run, RunRef) else Path(run)
+
+
+def is_run(path: Path | str) -> bool:
+    """Whether the directory holds a whole run (meta.json is written last)."""
+    return (Path(path) / META_FILE).is_file()
+
+
+def run_names(root: Path | str = DEFAULT_ROOT) -> list[str]:
+    """The runs under root, sorted: directories holding a meta.json, hidden ones left out."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and is_run(p))
+
+
+def run_stamp(name: str, root: Path | str = DEFAULT_ROOT) -> int:
+    """meta.json's mtime in ns: it changes whenever the run's files are rewritten (meta.json last); 0 if absent."""
+    try:
+        return (Path(root) / name / META_FILE).stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
 # -- writing ----------------------------------------------------------------------
 def atomic_write_bytes(path: Path, data: bytes):
     """Write to a temporary file in the same directory, fsync, then rename over `path`."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide shipped runs from other users
         with os.fdopen(fd, "wb") as f:
@@ -91,30 +145,40 @@ def atomic_write_bytes(path: Path, data: bytes):
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
 
 
 def save_run(path: Path, model, config: Config, history: dict, meta: dict, optimizer=None):
+    """Write a run, weights first and meta.json last. meta's "created" is kept from the run's earlier
+    meta.json, or set now for a new run."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     weights = model.named_weights()
-    weights["__steps_done__"] = np.asarray(meta.get("steps_done", 0), np.int64)
-    atomic_write_bytes(path / "weights.npz", _npz_bytes(weights))
+    weights[STEPS_KEY] = np.asarray(meta.get("steps_done", 0), np.int64)
+    atomic_write_bytes(path / WEIGHTS_FILE, _npz_bytes(weights))
     if optimizer is not None and optimizer.built:
         opt = {f"{i:04d}:{v.path}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
-        atomic_write_bytes(path / "optimizer.npz", _npz_bytes(opt))
-    config_path = path / "config.json"
+        atomic_write_bytes(path / OPTIMIZER_FILE, _npz_bytes(opt))
+    config_path = path / CONFIG_FILE
     config_text = config.to_json()
     if not config_path.exists() or config_path.read_text() != config_text:
         atomic_write_bytes(config_path, config_text.encode())
-    atomic_write_bytes(path / "history.json", json.dumps(history).encode())
+    atomic_write_bytes(path / HISTORY_FILE, json.dumps(history).encode())
+    created = meta.get("created") or (read_json(path / META_FILE).get("created") if is_run(path) else None)
     full_meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                 "versions": library_versions(), **meta}
-    atomic_write_bytes(path / "meta.json", json.dumps(full_meta, indent=2).encode())
+                 "versions": library_versions(), **meta, "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_bytes(path / META_FILE, json.dumps(full_meta, indent=2).encode())
+
+
+def mark_diverged(path: Path | str | RunRef, message: str) -> dict:
+    """A diverged training leaves the last good epoch's files, with status "training": say it will not go on."""
+    path = _path(path)
+    meta = read_meta(path)
+    meta.update(status="diverged", diverged=message)
+    atomic_write_bytes(path / META_FILE, json.dumps(meta, indent=2).encode())
+    return meta
 
 
 def library_versions() -> dict:
@@ -145,33 +209,34 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as e:
         raise CheckpointError(f"{path} is not a readable weights file (truncated or foreign?): {e}") from None
 
 
-def read_config(path: Path) -> Config:
-    path = Path(path)
+def read_config(path: Path | str | RunRef) -> Config:
+    path = _path(path)
     try:
-        return Config.from_dict(read_json(path / "config.json"))
+        return Config.from_dict(read_json(path / CONFIG_FILE))
     except ConfigError as e:
-        raise CheckpointError(f"{path / 'config.json'}: {e}") from None
+        raise CheckpointError(f"{path / CONFIG_FILE}: {e}") from None
     except TypeError as e:
-        raise CheckpointError(f"{path / 'config.json'} does not describe a VAE Lab config: {e}") from None
+        raise CheckpointError(f"{path / CONFIG_FILE} does not describe a VAE Lab config: {e}") from None
 
 
-def read_meta(path: Path) -> dict:
-    meta = read_json(Path(path) / "meta.json")
+def read_meta(path: Path | str | RunRef) -> dict:
+    file = _path(path) / META_FILE
+    meta = read_json(file)
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{Path(path) / 'meta.json'} is not a VAE Lab run (format {meta.get('format')!r})")
+        raise CheckpointError(f"{file} is not a VAE Lab run (format {meta.get('format')!r})")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{Path(path) / 'meta.json'}: run format version {meta.get('format_version')} "
+        raise CheckpointError(f"{file}: run format version {meta.get('format_version')} "
                               f"is not supported (this VAE Lab reads version {FORMAT_VERSION})")
     return meta
 
 
-def read_history(path: Path) -> dict:
+def read_history(path: Path | str | RunRef) -> dict:
     """history.json, checked for the shape the pages rely on: epochs a list of dicts, steps a list."""
-    file = Path(path) / "history.json"
+    file = _path(path) / HISTORY_FILE
     history = read_json(file)
     epochs, steps = history.get("epochs", []), history.get("steps", [])
     if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs) or not isinstance(steps, list):
@@ -179,11 +244,54 @@ def read_history(path: Path) -> dict:
     return history
 
 
-def load_run(path: Path | str, name: str | None = None) -> Run:
+def read_summary(run: Path | str | RunRef) -> dict:
+    """Config (as a dict), meta and final epoch of a run, from its JSON files only: no model, no TensorFlow."""
+    path = _path(run)
+    config, meta, epochs = read_config(path), read_meta(path), read_history(path).get("epochs") or []
+    return {"config": config.to_dict(), "meta": meta, "final": epochs[-1] if epochs else {}}
+
+
+def run_problem(run: Path | str | RunRef) -> str | None:
+    """Why the run cannot be loaded, read from its files without TensorFlow (cheap enough for every run in
+    a list), or None if it looks whole. Name, JSON files and the weights file's directory and checksums
+    are checked; weights that pass all that but do not fit the model are caught by load_run."""
+    name, root = (run.name, run.root) if isinstance(run, RunRef) else (Path(run).name, Path(run).parent)
+    try:
+        path = run_dir(name, root)
+    except CheckpointError:
+        return BAD_NAME
+    try:
+        read_meta(path)
+        read_config(path)
+        read_history(path)
+    except CheckpointError as e:
+        return str(e).replace(f"{path}/", "")
+    return _weights_problem(path / WEIGHTS_FILE)
+
+
+def _weights_problem(file: Path) -> str | None:
+    if not file.is_file():
+        return f"{file.name} is missing"
+    try:
+        with zipfile.ZipFile(file) as z:
+            damaged = z.testzip()  # reads every member: a CRC that does not match names it
+            members = set(z.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return f"{file.name} is not a readable weights file (truncated or foreign?): {e}"
+    except zlib.error as e:  # a damaged compressed stream fails before its CRC is checked
+        return f"{file.name} is damaged ({e})"
+    if damaged:
+        return f"{file.name} is damaged ({damaged} does not match its checksum)"
+    if not set(REQUIRED_WEIGHTS) <= members:
+        return f"{file.name} is not a VAE Lab weights file (foreign?)"
+    return None
+
+
+def load_run(path: Path | str | RunRef, name: str | None = None) -> Run:
     """Rebuild the model from the run's own config (latent size included), then load its weights."""
     from .model import VAE
 
-    path = Path(path)
+    path = _path(path)
     if not path.is_dir():
         raise CheckpointError(f"no run at {path}")
     meta = read_meta(path)
@@ -191,12 +299,12 @@ def load_run(path: Path | str, name: str | None = None) -> Run:
     history = read_history(path)
     num_pixels = meta.get("num_pixels")
     if not isinstance(num_pixels, int) or isinstance(num_pixels, bool) or num_pixels <= 0:
-        raise CheckpointError(f"{path / 'meta.json'} has no valid num_pixels")
-    weights = read_npz(path / "weights.npz")
-    steps = int(weights.pop("__steps_done__", meta.get("steps_done", 0)))
+        raise CheckpointError(f"{path / META_FILE} has no valid num_pixels")
+    weights = read_npz(path / WEIGHTS_FILE)
+    steps = int(weights.pop(STEPS_KEY, meta.get("steps_done", 0)))
     model = VAE(config, num_pixels)
     try:
-        model.assign_weights(weights, source=str(path / "weights.npz"))
+        model.assign_weights(weights, source=str(path / WEIGHTS_FILE))
     except ValueError as e:
         raise CheckpointError(str(e)) from None
     meta["steps_done"] = steps
@@ -205,7 +313,7 @@ def load_run(path: Path | str, name: str | None = None) -> Run:
 
 def load_optimizer_state(path: Path, optimizer, variables):
     """Restore Adam's moments and step count saved with a run, if the file is there."""
-    file = Path(path) / "optimizer.npz"
+    file = Path(path) / OPTIMIZER_FILE
     if not file.exists():
         return False
     arrays = read_npz(file)

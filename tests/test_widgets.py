@@ -1,0 +1,14 @@
+"""Reading Streamlit's plotly selection events (ui/widgets.py; the figures they come from are in
+vae_tf.plots and tests/test_theory.py)."""
+from ui import widgets
+
+
+def test_selected_latents_reads_click_targets_and_other_points():
+    event = {"selection": {"points": [{"customdata": [0.25, -0.5], "x": 0.25, "y": -0.5}, {"x": 1.0, "y": 2.0}]}}
+    assert widgets.selected_latents(event) == [(0.25, -0.5), (1.0, 2.0)]
+    assert widgets.selected_latents(None) == []
+
+
+def test_selected_indices_in_order_once_each():
+    event = {"selection": {"points": [{"customdata": 7}, {"customdata": [2]}, {"customdata": 7}]}}
+    assert widgets.selected_indices(event) == [7, 2]

@@ -1,0 +1,33 @@
+"""Plotly figures for the app: plain functions from arrays to a go.Figure (no Streamlit here).
+
+Every chart of the app is built here so it can be tested without a browser, and so the pages stay
+thin. One module per subject; every figure function and constant is importable from here:
+
+    style       colours, font, the base layout
+    images      image grids, reconstructions, the decoded manifold
+    curves      training curves, one run or several
+    latent      latent means by class, paths and their lengths
+    bounds      log p(x) against the ELBO and the IWAE bounds, runs compared, the prior as a proposal
+    posterior   the true posterior of a 2-D latent, with q over it
+"""
+from .bounds import (bound_comparison, compare_finals, elbo_vs_logpx, gap_histogram, iwae_curve, log10_of_exp,
+                     proposal_comparison)
+from .curves import PANEL_TITLES, TEST_KEYS, compare_curves, curve_panels, smooth, training_curves
+from .images import image_grid, manifold, mosaic, reconstruction_grid
+from .latent import latent_axis_1d, latent_map, latent_points, path_norms
+from .posterior import LOG_FLOOR, ellipse, posterior_map
+from .style import (CLASS_COLORS, CLICK_COLOR, ELBO_COLOR, EXACT_COLOR, FONT, GRID_COLOR, LOGPX_COLOR, MARK_COLOR,
+                    PATH_COLORS, PRIOR_COLOR, PROPOSAL_COLORS, PROPOSAL_NAMES, Q_COLOR, RUN_COLORS, base_layout,
+                    class_color)
+
+__all__ = [
+    "bound_comparison", "compare_finals", "elbo_vs_logpx", "gap_histogram", "iwae_curve", "log10_of_exp",
+    "proposal_comparison",
+    "PANEL_TITLES", "TEST_KEYS", "compare_curves", "curve_panels", "smooth", "training_curves",
+    "image_grid", "manifold", "mosaic", "reconstruction_grid",
+    "latent_axis_1d", "latent_map", "latent_points", "path_norms",
+    "LOG_FLOOR", "ellipse", "posterior_map",
+    "CLASS_COLORS", "CLICK_COLOR", "ELBO_COLOR", "EXACT_COLOR", "FONT", "GRID_COLOR", "LOGPX_COLOR", "MARK_COLOR",
+    "PATH_COLORS", "PRIOR_COLOR", "PROPOSAL_COLORS", "PROPOSAL_NAMES", "Q_COLOR", "RUN_COLORS", "base_layout",
+    "class_color",
+]

@@ -1,0 +1,91 @@
+"""Images as figures: a grid of images, originals over their reconstructions, and the decoded
+manifold of a 2-D grid of codes as one picture."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+
+def image_grid(images, titles=None, ncols: int = 8, cell: int = 84, title_lines: int = 1,
+               image_shape: tuple[int, int] | None = None) -> go.Figure:
+    """Images in [0, 1] as a grid of grey heatmaps (0 black, 1 white), one subplot each, with titles.
+
+    images: (N, H, W), or (N, H·W) with image_shape. Each heatmap keeps its pixels (hover shows them)."""
+    images = np.asarray(images, np.float64)
+    if images.ndim == 2:
+        if image_shape is None:
+            side = int(round(math.sqrt(images.shape[1])))
+            if side * side != images.shape[1]:
+                raise ValueError(f"cannot infer the image shape of {images.shape[1]} pixels; pass image_shape")
+            image_shape = (side, side)
+        images = images.reshape(len(images), *image_shape)
+    n = len(images)
+    if n == 0:
+        raise ValueError("no images to draw")
+    ncols = max(1, min(ncols, n))
+    rows = math.ceil(n / ncols)
+    titles = list(titles) if titles is not None else []
+    title_px = (15 * title_lines + 8) if titles else 6
+    height = rows * (cell + title_px) + 8
+    padded = [str(t) for t in titles] + [""] * (rows * ncols - len(titles))
+    fig = make_subplots(rows=rows, cols=ncols, subplot_titles=padded if titles else None,
+                        horizontal_spacing=min(0.02, 1 / max(ncols - 1, 1)),
+                        vertical_spacing=min(title_px / height, 1 / max(rows - 1, 1)))
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncols)
+        fig.add_trace(go.Heatmap(z=np.round(img, 3), colorscale="gray", zmin=0, zmax=1, showscale=False,
+                                 name=str(titles[i]) if i < len(titles) else f"image {i}",
+                                 hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>"),
+                      row=r + 1, col=c + 1)
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, autorange="reversed", constrain="domain")
+    for i in range(1, rows * ncols + 1):  # square pixels in every cell
+        suffix = "" if i == 1 else str(i)
+        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
+    fig.update_annotations(font=dict(size=12, color="#222"))
+    fig.update_layout(height=height, margin=dict(l=4, r=4, t=title_px + 2, b=4), plot_bgcolor="white")
+    return fig
+
+
+def reconstruction_grid(originals, reconstructions, original_titles, reconstruction_titles,
+                        ncols: int = 8, image_shape=None) -> go.Figure:
+    """Row pairs: a row of data images, then the row of their reconstructions right under it."""
+    originals, reconstructions = np.asarray(originals), np.asarray(reconstructions)
+    if len(originals) != len(reconstructions):
+        raise ValueError("need one reconstruction per image")
+    ncols = max(1, min(ncols, len(originals)))
+    images, titles = [], []
+    for s in range(0, len(originals), ncols):
+        block = slice(s, s + ncols)
+        pad = ncols - len(originals[block])
+        for part, names in ((originals, original_titles), (reconstructions, reconstruction_titles)):
+            images.extend(list(part[block]) + [np.full_like(part[0], np.nan)] * pad)
+            titles.extend(list(names[block]) + [""] * pad)
+    return image_grid(np.stack(images), titles, ncols=ncols, title_lines=2, image_shape=image_shape)
+
+
+def mosaic(images) -> np.ndarray:
+    """(rows, cols, H, W) → one (rows·H, cols·W) image, row 0 at the top."""
+    images = np.asarray(images, np.float64)
+    rows, cols, h, w = images.shape
+    return images.transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+
+
+def manifold(images, u1, u2, axis_titles=("z₁", "z₂"), height: int = 640) -> go.Figure:
+    """Decoded images on a grid of codes as one picture. images (n2, n1, H, W): row i decodes u2[i]
+    (u2 ascending, drawn bottom to top like a z₂ axis), column j decodes u1[j]."""
+    images = np.asarray(images, np.float64)[::-1]  # top row = largest u2
+    n2, n1, h, w = images.shape
+    big = mosaic(images)
+    fig = go.Figure(go.Heatmap(z=np.round(big, 3), colorscale="gray", zmin=0, zmax=1, showscale=False,
+                               hovertemplate="%{z:.2f}<extra></extra>"))
+    fig.update_xaxes(tickvals=[(j + 0.5) * w - 0.5 for j in range(n1)], ticktext=[f"{v:.2f}" for v in u1],
+                     title_text=axis_titles[0], constrain="domain", showgrid=False)
+    fig.update_yaxes(tickvals=[(i + 0.5) * h - 0.5 for i in range(n2)], ticktext=[f"{v:.2f}" for v in u2[::-1]],
+                     title_text=axis_titles[1], autorange="reversed", scaleanchor="x", constrain="domain",
+                     showgrid=False)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white")
+    return fig

@@ -1,0 +1,29 @@
+"""The figures' shared look: colours, font, and the layout every figure starts from.
+
+Units are nats per image throughout the figures.
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+# A qualitative palette with ten well-separated colours (one per Fashion-MNIST class).
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+RUN_COLORS = CLASS_COLORS
+PATH_COLORS = {"linear": "#111111", "spherical": "#e8590c"}
+ELBO_COLOR, LOGPX_COLOR, EXACT_COLOR, GRID_COLOR = "#4263eb", "#e8590c", "#2b8a3e", "#c2255c"
+Q_COLOR, PRIOR_COLOR, MARK_COLOR, CLICK_COLOR = "#e8590c", "#868e96", "#c2255c", "#2b8a3e"
+PROPOSAL_COLORS = {"prior": "#868e96", "posterior": LOGPX_COLOR}
+PROPOSAL_NAMES = {"prior": "prior p(z)", "posterior": "encoder q(z|x)"}
+FONT = dict(size=13)
+
+
+def base_layout(fig: go.Figure, height: int, **kw) -> go.Figure:
+    """Legend under the plot (the top-right corner belongs to plotly's toolbar)."""
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), font=FONT,
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, xanchor="left"), **kw)
+    return fig
+
+
+def class_color(label: int) -> str:
+    return CLASS_COLORS[int(label) % len(CLASS_COLORS)]

@@ -15,6 +15,7 @@ import pytest
 from vae_tf.__main__ import _flag, main
 from vae_tf.runs import load_run
 from vae_tf.config import FIELDS
+from vae_tf.evaluate import evaluate_run
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_FLAGS = ["--epochs", "1", "--latent-dim", "3", "--hidden", "16", "--batch-size", "32",
@@ -52,12 +53,33 @@ def test_evaluate_json(trained, capsys):
     out = trained[1]
     assert main(["evaluate", "--checkpoint", str(out), "--k", "16", "--num-images", "12", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert EVAL_KEYS <= set(result)
+    assert set(result) >= EVAL_KEYS
     assert result["num_images"] == 12 and result["k"] == 16 and result["seconds"] > 0
     assert all(math.isfinite(result[k]) for k in EVAL_KEYS)
     assert result["gap"] == pytest.approx(result["log_px"] - result["elbo"], abs=1e-4)
     assert result["log_px"] > result["elbo"] - 0.5  # log p̂_K is (in expectation) above the ELBO
     assert 1 <= result["ess_mean"] <= 16 and result["elbo_stderr"] > 0
+
+
+def test_evaluate_run_is_what_evaluate_json_prints(trained, capsys):
+    """The CLI is thin: --json prints evaluate_run's dict, field for field (the field names are public)."""
+    out = trained[1]
+    result = evaluate_run(out, num_images=5, k=8, seed=3)
+    assert main(["evaluate", "--checkpoint", str(out), "--k", "8", "--num-images", "5", "--seed", "3", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert list(printed) == list(result)
+    assert printed["checkpoint"] == str(out) and printed["split"] == "test" and printed["devices"] == 1
+    for key in EVAL_KEYS - {"seconds"}:
+        assert printed[key] == pytest.approx(result[key], abs=1e-9), key
+    with pytest.raises(ValueError, match="split must be one of test, train"):
+        evaluate_run(out, split="validation")
+
+
+def test_bench_runs_the_benchmark_outside_the_library(capfd):
+    """`python -m vae_tf bench` hands its flags to `python -m benchmarks`, a process of its own."""
+    assert main(["bench", "--help"]) == 0
+    text = capfd.readouterr().out
+    assert "python -m benchmarks" in text and "--quick" in text and "--skip-app" in text
 
 
 def test_evaluate_text(trained, capsys):

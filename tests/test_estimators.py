@@ -14,7 +14,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from conftest import make_tiny_dataset
+from vae_tf import draws
 from vae_tf import estimators as E
+from vae_tf import evaluate as V
+from vae_tf import exact as X
 from vae_tf.config import Config
 from vae_tf.data import Dataset
 from vae_tf.model import VAE
@@ -51,7 +54,7 @@ def fit_encoder(model, x, steps=300, batch=256, lr=1e-2):
         with tf.GradientTape() as tape:
             recon, kl = model.elbo_terms(xb, seed, 4)
             loss = -tf.reduce_mean(recon - kl)
-        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
 
     rng = np.random.default_rng(1)
     for i in range(steps):
@@ -68,7 +71,8 @@ def linear():
     model, W, b = linear_gaussian(24, 3, 0.5)
     decoder_before = [v.numpy().copy() for v in model.decoder.trainable_variables]
     fit_encoder(model, sample_linear(W, b, 0.5, 4096, seed=1))
-    assert all(np.array_equal(a, v.numpy()) for a, v in zip(decoder_before, model.decoder.trainable_variables))
+    assert all(np.array_equal(a, v.numpy())
+               for a, v in zip(decoder_before, model.decoder.trainable_variables, strict=True))
     return model, W, b, sample_linear(W, b, 0.5, 32, seed=2)
 
 
@@ -78,7 +82,7 @@ def model2d():
     data = make_tiny_dataset()
     model = train(Config(latent_dim=2, hidden=(64,), batch_size=64, epochs=40, learning_rate=3e-3), data)
     x = data.test_images("bernoulli")[:8]
-    return model, x, [E.grid_posterior(model, xi) for xi in x]
+    return model, x, [X.grid_posterior(model, xi) for xi in x]
 
 
 @pytest.fixture(scope="module")
@@ -99,15 +103,15 @@ def test_closed_form_matches_numpy_and_prior_monte_carlo():
     C = W @ W.T + float(np.float32(0.7)) ** 2 * np.eye(4)  # the model's σ is a float32
     r = x - b
     direct = -0.5 * (np.einsum("nd,nd->n", r, np.linalg.solve(C, r.T).T) + np.linalg.slogdet(2 * np.pi * C)[1])
-    np.testing.assert_allclose(E.exact_log_px(model, x), direct, atol=1e-9)
+    np.testing.assert_allclose(X.exact_log_px(model, x), direct, atol=1e-9)
     # the posterior by conditioning the joint Gaussian of (z, x): a different formula from the module's
-    post = E.exact_posterior(model, x)
+    post = X.exact_posterior(model, x)
     np.testing.assert_allclose(post.mean().numpy(), r @ np.linalg.solve(C, W), atol=1e-9)
     np.testing.assert_allclose(post.covariance().numpy()[0], np.eye(2) - W.T @ np.linalg.solve(C, W), atol=1e-9)
 
     z = np.random.default_rng(7).standard_normal((400_000, 1, 2)).astype(np.float32)
     log_lik = model.likelihood(z).log_prob(x.astype(np.float32)).numpy().astype(np.float64)  # (S, N)
-    mc = E._logsumexp(log_lik, 0) - math.log(len(z))
+    mc = E.logsumexp(log_lik, 0) - math.log(len(z))
     w = np.exp(log_lik - log_lik.max(0))
     stderr = w.std(0) / w.mean(0) / math.sqrt(len(z))  # delta method
     assert np.all(np.abs(mc - direct) < 4 * stderr + 1e-4), (mc - direct, stderr)
@@ -117,8 +121,8 @@ def test_exact_posterior_as_proposal_gives_equal_weights():
     """p(x, z) / p(z|x) = p(x) for every z: every weight equal, ESS = K, and K = 1 is exact."""
     model, W, b = linear_gaussian(20, 3, 0.4, seed=3)
     x = sample_linear(W, b, 0.4, 10, seed=4)
-    exact = E.exact_log_px(model, x)
-    post = E.exact_posterior(model, x)
+    exact = X.exact_log_px(model, x)
+    post = X.exact_posterior(model, x)
     one = E.estimate_log_px(model, x, k=1, proposal=post, max_weights=200)  # several image batches
     np.testing.assert_allclose(one.log_px, exact, atol=1e-4)
     many = E.estimate_log_px(model, x, k=500, proposal=post)
@@ -130,7 +134,7 @@ def test_exact_posterior_as_proposal_gives_equal_weights():
 def test_importance_sampling_converges_to_closed_form(linear):
     """With the fitted encoder as proposal, |log p̂_K − log p(x)| shrinks with K and is < 0.05 at K = 5000."""
     model, _, _, x = linear
-    exact = E.exact_log_px(model, x)
+    exact = X.exact_log_px(model, x)
     est = E.estimate_log_px(model, x, k=5000)
     err = {k: float(np.mean(np.abs(E.estimate_log_px(model, x, k=k).log_px - exact))) for k in (10, 100)}
     err[5000] = float(np.mean(np.abs(est.log_px - exact)))
@@ -148,7 +152,7 @@ def test_grid_against_closed_form_even_for_a_needle_thin_q():
     far narrower than the posterior grid's spacing."""
     model, W, b = linear_gaussian(16, 2, 0.5, seed=8)
     x = sample_linear(W, b, 0.5, 2, seed=9)
-    exact = E.exact_log_px(model, x)
+    exact = X.exact_log_px(model, x)
     layer = model.encoder.get_layer("enc_out")
     for raw_scale in (None, -7.0):
         if raw_scale is not None:  # s = softplus(−7) + 1e-4 ≈ 0.001 whatever x is
@@ -158,8 +162,8 @@ def test_grid_against_closed_form_even_for_a_needle_thin_q():
             layer.bias.assign(bias)
         q = model.posterior(x)
         q64 = tfd.MultivariateNormalDiag(tf.cast(q.loc, tf.float64), tf.cast(q.stddev(), tf.float64))
-        kl = tfd.kl_divergence(q64, E.exact_posterior(model, x)).numpy()
-        grids = [E.grid_posterior(model, xi) for xi in x]
+        kl = tfd.kl_divergence(q64, X.exact_posterior(model, x)).numpy()
+        grids = [X.grid_posterior(model, xi) for xi in x]
         print("scale", q.stddev().numpy()[0], "grid KL", [g.kl_q_posterior for g in grids], "exact KL", kl)
         np.testing.assert_allclose([g.log_px for g in grids], exact, atol=1e-3)
         np.testing.assert_allclose([g.kl_q_posterior for g in grids], kl, atol=1e-3)
@@ -184,7 +188,8 @@ def test_grid_kl_is_log_px_minus_elbo(model2d):
     ref = E.elbo(model, x, num_samples=20_000, analytic_kl=True, seed=11)
     kl = np.array([g.kl_q_posterior for g in grids])
     implied = np.array([g.log_px for g in grids]) - ref.elbo
-    print("grid KL:", np.round(kl, 4), "log p(x) − ELBO:", np.round(implied, 4), "ELBO stderr", ref.elbo_mc_stderr.max())
+    print("grid KL:", np.round(kl, 4), "log p(x) − ELBO:", np.round(implied, 4),
+          "ELBO stderr", ref.elbo_mc_stderr.max())
     assert np.all(np.abs(kl - implied) < np.maximum(0.05, 3 * ref.elbo_mc_stderr))
     assert np.all(kl > 0)
 
@@ -192,15 +197,39 @@ def test_grid_kl_is_log_px_minus_elbo(model2d):
 def test_grid_has_converged(model2d):
     """A grid twice as fine over a box twice as wide, evaluated directly from the model, moves log p(x) < 1e-2."""
     model, x, grids = model2d
-    for xi, g in list(zip(x, grids))[:3]:
+    for xi, g in list(zip(x, grids, strict=True))[:3]:
         (lo1, hi1), (lo2, hi2) = (g.z1[[0, -1]]), (g.z2[[0, -1]])
         w1, w2 = hi1 - lo1, hi2 - lo2
         z1 = np.linspace(lo1 - w1 / 2, hi1 + w1 / 2, 2 * len(g.z1))
         z2 = np.linspace(lo2 - w2 / 2, hi2 + w2 / 2, 2 * len(g.z2))
         zz = np.stack(np.meshgrid(z1, z2), -1).reshape(-1, 2).astype(np.float32)
         log_joint = (model.likelihood(zz).log_prob(xi) + model.prior().log_prob(zz)).numpy().astype(np.float64)
-        wide = E._logsumexp(log_joint, 0) + math.log((z1[1] - z1[0]) * (z2[1] - z2[0]))
+        wide = E.logsumexp(log_joint, 0) + math.log((z1[1] - z1[0]) * (z2[1] - z2[0]))
         assert abs(wide - g.log_px) < 1e-2, (wide, g.log_px)
+
+
+def test_one_log_joint_grid_is_the_model_s_own_log_joint(model2d):
+    """exact.log_joint_grid (the grid posterior's and the Theory page's) is log p(x|z) + log p(z) from the
+    model's distributions, rows following z2, whatever the chunking."""
+    model, x, _ = model2d
+    z1, z2 = np.linspace(-3, 3, 7), np.linspace(-2, 2, 5)
+    grid = X.log_joint_grid(model, x[0], z1, z2)
+    assert grid.shape == (5, 7) and grid.dtype == np.float64
+    for i, j in ((0, 0), (4, 6), (2, 3), (1, 5)):
+        z = np.array([[z1[j], z2[i]]], np.float32)
+        direct = float((model.likelihood(z).log_prob(x[0]) + model.prior().log_prob(z)).numpy()[0])
+        assert grid[i, j] == pytest.approx(direct, abs=1e-3)
+    np.testing.assert_allclose(X.log_joint_grid(model, x[0], z1, z2, rows_per_call=4), grid, rtol=0, atol=1e-4)
+
+
+def test_logsumexp_along_an_axis_and_over_everything():
+    a = np.array([[0.0, 1000.0], [-np.inf, -np.inf], [1.0, 2.0]])
+    np.testing.assert_allclose(E.logsumexp(a, 1), [1000.0, -np.inf, 2 + math.log1p(math.exp(-1))])
+    np.testing.assert_allclose(E.logsumexp(a[[0, 2]], 0), [1.0 + math.log1p(math.exp(-1)), 1000.0])
+    total = E.logsumexp(a[2])
+    assert isinstance(total, float) and total == pytest.approx(math.log(math.e + math.e ** 2))
+    assert E.logsumexp(np.full(3, -np.inf)) == -np.inf  # no NaN from −∞ − (−∞)
+    assert E.logsumexp([800.0, 800.0]) == pytest.approx(800 + math.log(2))  # exp(800) alone would overflow
 
 
 # -- the IWAE bounds -------------------------------------------------------------------------------------
@@ -209,7 +238,7 @@ def test_elbo_below_iwae_bounds_increasing_in_k(model4d):
     est = E.estimate_log_px(model, x, k=5000)
     curve = est.iwae_curve()
     means = np.array(curve["mean"])
-    print("L_k:", dict(zip(curve["k"], np.round(means, 3))), "ELBO:", round(float(est.elbo.mean()), 3))
+    print("L_k:", dict(zip(curve["k"], np.round(means, 3), strict=True)), "ELBO:", round(float(est.elbo.mean()), 3))
     assert curve["k"] == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
     assert np.all(np.diff(means) > 0)
     assert est.elbo.mean() < means[1]  # ELBO ≤ L_2 ≤ … ≤ L_K
@@ -223,7 +252,7 @@ def test_l1_is_the_one_sample_elbo_of_the_same_draw(model4d):
     model, x = model4d
     est = E.estimate_log_px(model, x, k=1, seed=4)
     q = model.posterior(x)
-    eps = np.stack([E.image_noise(4, i, 1, 4)[0] for i in range(len(x))])
+    eps = np.stack([draws.image_noise(4, i, 1, 4)[0] for i in range(len(x))])
     z = q.loc + q.stddev() * eps
     log_lik = model.likelihood(z).log_prob(x).numpy()
     direct = log_lik + model.prior().log_prob(z).numpy() - q.log_prob(z).numpy()
@@ -251,7 +280,8 @@ def test_analytic_and_monte_carlo_kl_agree(model4d):
 def test_chunked_and_unchunked_agree(model4d):
     model, x = model4d
     ref = E.estimate_log_px(model, x, k=300, seed=1)
-    for kw in ({"rows_per_call": 37}, {"max_weights": 300 * 10 * 3}, {"rows_per_call": 999, "max_weights": 300 * 10 * 5}):
+    for kw in ({"rows_per_call": 37}, {"max_weights": 300 * 10 * 3},
+               {"rows_per_call": 999, "max_weights": 300 * 10 * 5}):
         other = E.estimate_log_px(model, x, k=300, seed=1, **kw)
         np.testing.assert_allclose(other.log_px, ref.log_px, rtol=0, atol=1e-4)
         np.testing.assert_allclose(other.ess, ref.ess, rtol=1e-4)
@@ -259,7 +289,7 @@ def test_chunked_and_unchunked_agree(model4d):
         np.testing.assert_allclose(other.elbo, ref.elbo, rtol=0, atol=1e-4)
     # a longer run extends a shorter one: its first 300 draws are the same draws
     log_w, _ = E.log_weights(model, x, 1000, seed=1)
-    np.testing.assert_allclose(E._logsumexp(log_w[:300], 0) - math.log(300), ref.log_px, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(E.logsumexp(log_w[:300], 0) - math.log(300), ref.log_px, rtol=0, atol=1e-4)
     # K itself ends the IWAE curve; L_200 (one group of 200 out of 300) has the delta-method variance of its own
     # 200 weights, L_300 that of log p̂_300
     assert ref.iwae_ks == (1, 2, 5, 10, 20, 50, 100, 200, 300)
@@ -281,13 +311,13 @@ def test_decoder_never_sees_k_times_n_rows(model4d, monkeypatch):
             return zeros, zeros
         return fn
 
-    monkeypatch.setattr(E, "_draw_fn", fake_draw_fn)
+    monkeypatch.setattr(draws, "draw_fn", fake_draw_fn)
     x = np.zeros((1000, 784), np.float32)
     est = E.estimate_log_px(model, x, k=5000, proposal="prior")  # the prior path also computes an ELBO
-    assert est.num_images == 1000 and max(calls) <= E.ROWS_PER_CALL and sum(calls) >= 5000 * 1000
+    assert est.num_images == 1000 and max(calls) <= draws.ROWS_PER_CALL and sum(calls) >= 5000 * 1000
     calls.clear()
     E.elbo(model, x, num_samples=2000)
-    assert max(calls) <= E.ROWS_PER_CALL and sum(calls) == 2000 * 1000
+    assert max(calls) <= draws.ROWS_PER_CALL and sum(calls) == 2000 * 1000
 
 
 def test_progress_stop_and_k_range(model4d):
@@ -319,11 +349,11 @@ def test_progress_stop_and_k_range(model4d):
 
 def test_evaluate_reports_exact_and_grid_answers(linear, model2d):
     model, _, _, x = linear
-    est, out = E.evaluate(model, x[:8], k=200)
-    assert out["exact_log_px"] == pytest.approx(E.exact_log_px(model, x[:8]).mean(), abs=1e-9)
+    est, out = V.evaluate(model, x[:8], k=200)
+    assert out["exact_log_px"] == pytest.approx(X.exact_log_px(model, x[:8]).mean(), abs=1e-9)
     assert out["log_px"] == pytest.approx(out["exact_log_px"], abs=0.05) and "grid_log_px" not in out
     model, x, grids = model2d
-    est, out = E.evaluate(model, x[:3], k=200, grid_images=3)
+    est, out = V.evaluate(model, x[:3], k=200, grid_images=3)
     assert out["grid_log_px"] == pytest.approx(np.mean([g.log_px for g in grids[:3]]), abs=1e-9)
     assert out["grid_num_images"] == 3 and "exact_log_px" not in out
 

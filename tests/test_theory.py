@@ -1,12 +1,13 @@
-"""vae_tf.theory and vae_tf.plots_extra: the derivation's terms two ways, the prior as a proposal, the
-grid posterior against the estimators on the shipped 2-D run, IWAE training, and the extra figures."""
+"""vae_tf.theory and vae_tf.exact: the derivation's terms two ways, the prior as a proposal, the grid
+posterior against the estimators on the shipped 2-D run, IWAE training; and the posterior, latent-point,
+manifold and compared-curves figures of vae_tf.plots."""
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from vae_tf import estimators, plots_extra, theory
+from vae_tf import estimators, exact, plots, theory
 from vae_tf.runs import load_run
 from vae_tf.config import Config
 from vae_tf.model import VAE
@@ -69,7 +70,7 @@ def test_reference_is_exact_for_a_linear_gaussian_model(tiny_dataset):
     x = tiny_dataset.test_images("gaussian")[0]
     ref = theory.reference_log_px(model, x)
     assert ref.method == "exact"
-    assert ref.log_px == pytest.approx(float(estimators.exact_log_px(model, x[None])[0]))
+    assert ref.log_px == pytest.approx(float(exact.exact_log_px(model, x[None])[0]))
     # a decoder that puts its mean on x (W = 0, b = x): p(x) = N(x; x, σ²I), a density far above 1
     layer = model.decoder.get_layer("dec_out")
     layer.kernel.assign(np.zeros(layer.kernel.shape, np.float32))
@@ -82,27 +83,27 @@ def test_reference_is_exact_for_a_linear_gaussian_model(tiny_dataset):
 # -- the true posterior on the shipped 2-D run -------------------------------------------------------------
 def test_grid_kl_equals_the_estimators_gap_where_q_fits(two_d):
     model, x = two_d
-    g = estimators.grid_posterior(model, x[0], n=101, max_n=201, tol=1e-2)
+    g = exact.grid_posterior(model, x[0], n=101, max_n=201, tol=1e-2)
     est = estimators.estimate_log_px(model, x[:1], k=5000, seed=0)
     gap = float(est.log_px[0] - est.elbo[0])
     assert abs(g.kl_q_posterior - gap) < 0.1, (g.kl_q_posterior, gap)
     assert g.kl_q_posterior > 0
-    assert theory.mass_within(g.z1, g.z2, g.log_posterior, g.q_loc, g.q_scale) > 0.5
+    assert exact.mass_within(g.z1, g.z2, g.log_posterior, g.q_loc, g.q_scale) > 0.5
 
 
 def test_image_5_posterior_has_a_mode_q_misses(two_d):
     """Test image #5 (a trouser): q sits on a weak mode, the posterior's mass is elsewhere. Importance
     sampling from q never visits it, so its log p(x) and gap fall short of the grid's by more than 10 nats."""
     model, x = two_d
-    g = estimators.grid_posterior(model, x[5], n=101, max_n=201, tol=1e-2)
+    g = exact.grid_posterior(model, x[5], n=101, max_n=201, tol=1e-2)
     est = estimators.estimate_log_px(model, x[5:6], k=5000, seed=0)
     assert g.log_px - float(est.log_px[0]) > 10
     assert g.kl_q_posterior - float(est.gap[0]) > 10
-    modes = theory.posterior_modes(g.z1, g.z2, g.log_posterior)
+    modes = exact.posterior_modes(g.z1, g.z2, g.log_posterior)
     assert len(modes) >= 2
     main = modes[0][0]
     assert np.linalg.norm((main - g.q_loc) / g.q_scale) > 5  # the main mode lies far outside q
-    assert theory.mass_within(g.z1, g.z2, g.log_posterior, g.q_loc, g.q_scale) < 1e-3
+    assert exact.mass_within(g.z1, g.z2, g.log_posterior, g.q_loc, g.q_scale) < 1e-3
 
 
 def test_posterior_modes_and_mass_on_a_known_grid():
@@ -110,13 +111,13 @@ def test_posterior_modes_and_mass_on_a_known_grid():
     g1, g2 = np.meshgrid(z, z)
     bump = lambda c, s: -0.5 * ((g1 - c[0]) ** 2 + (g2 - c[1]) ** 2) / s ** 2  # noqa: E731
     lp = np.logaddexp(bump((-2, 0), 0.4) + math.log(0.7), bump((2, 1), 0.4) + math.log(0.3))
-    modes = theory.posterior_modes(z, z, lp)
+    modes = exact.posterior_modes(z, z, lp)
     assert len(modes) == 2
     np.testing.assert_allclose(modes[0][0], [-2, 0], atol=0.06)
     np.testing.assert_allclose(modes[1][0], [2, 1], atol=0.06)
     # a single Gaussian keeps 1 − e^(−2) of its mass inside its own 2σ ellipse
     single = -0.5 * ((g1 / 0.5) ** 2 + (g2 / 0.8) ** 2)
-    assert theory.mass_within(z, z, single, (0, 0), (0.5, 0.8), 2.0) == pytest.approx(1 - math.exp(-2), abs=0.01)
+    assert exact.mass_within(z, z, single, (0, 0), (0.5, 0.8), 2.0) == pytest.approx(1 - math.exp(-2), abs=0.01)
 
 
 # -- the prior as a proposal ---------------------------------------------------------------------------
@@ -142,7 +143,7 @@ def test_an_iwae_trained_run_has_l_k_above_its_elbo(tiny_dataset):
     result = Trainer(cfg, tiny_dataset).fit()
     x = tiny_dataset.train_images("bernoulli")[:256]
     est = estimators.estimate_log_px(result.model, x, k=500, seed=1)
-    curve = dict(zip(est.iwae_curve()["k"], est.iwae_curve()["mean"]))
+    curve = dict(zip(est.iwae_curve()["k"], est.iwae_curve()["mean"], strict=True))
     elbo = float(np.mean(est.elbo))
     assert curve[5] > elbo + 0.1, (curve[5], elbo)
     assert curve[5] < float(np.mean(est.log_px)) + 0.05
@@ -150,41 +151,39 @@ def test_an_iwae_trained_run_has_l_k_above_its_elbo(tiny_dataset):
 
 
 # -- figures ---------------------------------------------------------------------------------------------
-def test_posterior_map_keeps_its_traces_and_reads_clicks():
+def test_posterior_map_keeps_its_traces_and_click_targets():
     z = np.linspace(-1, 1, 21)
     lp = -0.5 * (np.meshgrid(z, z)[0] ** 2 + np.meshgrid(z, z)[1] ** 2)
     lp -= np.log(np.exp(lp).sum() * (z[1] - z[0]) ** 2)
-    a = plots_extra.posterior_map(z, z, lp, (0.1, 0.2), (0.3, 0.4), samples=None)
-    b = plots_extra.posterior_map(z, z, lp, (0.1, 0.2), (0.3, 0.4), samples=np.zeros((5, 2)),
+    a = plots.posterior_map(z, z, lp, (0.1, 0.2), (0.3, 0.4), samples=None)
+    b = plots.posterior_map(z, z, lp, (0.1, 0.2), (0.3, 0.4), samples=np.zeros((5, 2)),
                                   marks=[("q", (0.1, 0.2))], clicked=[("C1", (0.5, 0.5))], view="log")
     assert [t.name for t in a.data] == [t.name.replace("5 samples", "0 samples") for t in b.data]
     heat = b.data[0]
     assert heat.type == "heatmap" and np.max(heat.z) == pytest.approx(lp.max())
-    assert np.min(heat.z) >= lp.max() - plots_extra.LOG_FLOOR
+    assert np.min(heat.z) >= lp.max() - plots.LOG_FLOOR
     ring = [t for t in b.data if t.name == "q(z|x), 1σ"][0]
     np.testing.assert_allclose(max(ring.x), 0.1 + 0.3, atol=1e-9)
     np.testing.assert_allclose(max(ring.y), 0.2 + 0.4, atol=1e-3)
     target = b.data[-1]
     assert len(target.customdata) == len(z[::4]) ** 2
-    event = {"selection": {"points": [{"customdata": [0.25, -0.5], "x": 0.25, "y": -0.5}, {"x": 1.0, "y": 2.0}]}}
-    assert plots_extra.selected_latents(event) == [(0.25, -0.5), (1.0, 2.0)]
-    assert plots_extra.selected_latents(None) == []
+    # the click targets carry their z (reading a selection event of them: tests/test_widgets.py)
+    click_grid = np.stack([g.ravel() for g in np.meshgrid(z[::4], z[::4])], 1)
+    np.testing.assert_allclose(np.asarray(target.customdata), click_grid)
 
 
-def test_latent_points_carry_test_indices_and_selection_reads_them():
+def test_latent_points_carry_test_indices():
     pts = np.arange(20, dtype=float).reshape(10, 2)
     labels = np.array([0, 1] * 5)
-    fig = plots_extra.latent_points(pts, labels, ("a", "b"), selected=[3])
+    fig = plots.latent_points(pts, labels, ("a", "b"), selected=[3])
     assert sorted(np.concatenate([t.customdata for t in fig.data[:2]]).tolist()) == list(range(10))
     assert fig.data[-1].name == "shown beside" and list(fig.data[-1].x) == [6.0]
-    event = {"selection": {"points": [{"customdata": 7}, {"customdata": [2]}, {"customdata": 7}]}}
-    assert plots_extra.selected_indices(event) == [7, 2]
 
 
 def test_manifold_puts_large_z2_on_top():
     imgs = np.zeros((2, 3, 2, 2))
     imgs[1, 0] = 1.0  # row 1 decodes the larger u2, column 0 the smallest u1
-    fig = plots_extra.manifold(imgs, [-1, 0, 1], [-1, 1])
+    fig = plots.manifold(imgs, [-1, 0, 1], [-1, 1])
     big = np.asarray(fig.data[0].z)
     assert big.shape == (4, 6)
     assert big[:2, :2].min() == 1 and big[2:].max() == 0  # top-left block (reversed y: row 0 drawn at top)
@@ -193,7 +192,7 @@ def test_manifold_puts_large_z2_on_top():
 def test_compare_curves_one_legend_entry_per_run_and_kind():
     h = {"epochs": [{"epoch": 1, "test_elbo": -100, "test_recon": -90, "test_kl": 10}],
          "steps": [[i, -100 + i, -90 + i, 10] for i in range(1, 30)]}
-    fig = plots_extra.compare_curves({"a": h, "b": h}, {"a": 10, "b": 10})
+    fig = plots.compare_curves({"a": h, "b": h}, {"a": 10, "b": 10})
     legend = [t.name for t in fig.data if t.showlegend]
     assert legend == ["a (train)", "a (test)", "b (train)", "b (test)"]
     assert len(fig.data) == 12

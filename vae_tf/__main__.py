@@ -1,17 +1,21 @@
-"""Command line: python -m vae_tf {train, evaluate, runs, bench} --help"""
+"""Command line: python -m vae_tf {train, evaluate, runs, bench} --help
+
+Thin: the flags come from config.FIELDS, the work from train.Trainer, evaluate.evaluate_run and
+runs.list_runs; the benchmark is the repository's `python -m benchmarks`."""
 from __future__ import annotations
 
 import argparse
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from .config import FIELDS, Config, ConfigError, format_number  # noqa: E402
+from .config import FIELDS, Config, ConfigError, format_number
 
 DEFAULTS = Config()
 
@@ -23,7 +27,7 @@ def _flag(name: str) -> str:
 def add_config_flags(p: argparse.ArgumentParser):
     """One flag per Config field, named after it, with its default and range in the help."""
     p.add_argument("--data", dest="dataset", default=DEFAULTS.dataset, metavar="{fashion_mnist|mnist|PATH.npz}",
-                   help=f"{FIELDS['dataset'].help} (default: {DEFAULTS.dataset})")  # noqa: E501
+                   help=f"{FIELDS['dataset'].help} (default: {DEFAULTS.dataset})")
     for name, spec in FIELDS.items():
         if name == "dataset":
             continue
@@ -38,21 +42,8 @@ def add_config_flags(p: argparse.ArgumentParser):
 
 
 def config_from_args(args) -> Config:
-    values = {name: getattr(args, name) for name in FIELDS if getattr(args, name, None) is not None}
-    for name, value in list(values.items()):
-        spec = FIELDS[name]
-        if spec.kind == "float":
-            values[name] = _number(name, value, float)
-        elif spec.kind in ("int", "optional_int"):
-            values[name] = _number(name, value, int)
-    return Config(**values)
-
-
-def _number(name, text, kind):
-    try:
-        return kind(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be a {'whole number' if kind is int else 'number'}; got {text!r}") from None
+    """The flags given, as Config fields: Config itself turns their text into numbers, and refuses bad ones."""
+    return Config(**{name: getattr(args, name) for name in FIELDS if getattr(args, name, None) is not None})
 
 
 class ProgressBar:
@@ -98,8 +89,9 @@ def cmd_train(args) -> int:
                                    f"ETA {r.eta_seconds:5.0f}s")
 
     def on_epoch(r):
-        bar.stream.write(f"\repoch {r.epoch}: train ELBO {r.train_elbo:.2f} (recon {r.train_recon:.2f}, KL {r.train_kl:.2f})"
-                         f"  test ELBO {r.test_elbo:.2f}  {r.images_per_sec:.0f} img/s  {r.seconds:.1f}s\n")
+        bar.stream.write(f"\repoch {r.epoch}: train ELBO {r.train_elbo:.2f} (recon {r.train_recon:.2f}, "
+                         f"KL {r.train_kl:.2f})  test ELBO {r.test_elbo:.2f}  {r.images_per_sec:.0f} img/s  "
+                         f"{r.seconds:.1f}s\n")
 
     result = trainer.fit(on_step=on_step, on_epoch=on_epoch)
     final = result.history["epochs"][-1] if result.history["epochs"] else {}
@@ -111,45 +103,30 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from . import estimators, runs
-    from .data import load_dataset
+    from .evaluate import evaluate_run
 
-    path = Path(args.checkpoint)
     if args.strategy == "multiworker":
         raise ValueError("evaluate runs on one machine; --strategy mirrored spreads its images over the "
                          "machine's devices (a cluster would only repeat the same estimate on every worker)")
-    strategy = make_strategy(args.strategy)
-    # Built in the strategy's scope, the model has its weights on every device; the images of every
-    # batch are split over them. Each image's draws are keyed by its index, so the estimate is the
-    # one-device estimate, computed in parallel.
-    with strategy.scope():
-        run = runs.load_run(path)
-    dataset = load_dataset(args.data or run.config.dataset)
-    if dataset.num_pixels != run.model.num_pixels:
-        raise ValueError(f"{dataset.name} images have {dataset.num_pixels} pixels; the run was trained on {run.model.num_pixels}")
-    if args.split == "test":
-        x = dataset.test_images(run.config.likelihood)
-    else:
-        x = dataset.train_images(run.config.likelihood)
-    x = x[: args.num_images]
     bar = None if args.json else ProgressBar(f"log p(x), K={args.k}")
     progress = (lambda done, total, sec: bar(done, total, f"{done}/{total} images  {sec:.0f}s")) if bar else None
-    if not args.json:
-        print(f"evaluating {len(x):,} {args.split} images on {strategy.num_replicas_in_sync} device(s)", file=sys.stderr)
-    _, out = estimators.evaluate(run.model, x, k=args.k, seed=args.seed, on_progress=progress, strategy=strategy)
-    out = {"checkpoint": str(path), "split": args.split, "devices": strategy.num_replicas_in_sync, **out}
+    start = None if args.json else (lambda n, devices: print(
+        f"evaluating {n:,} {args.split} images on {devices} device(s)", file=sys.stderr))
+    out = evaluate_run(Path(args.checkpoint), num_images=args.num_images, k=args.k, seed=args.seed,
+                       strategy=make_strategy(args.strategy), data=args.data, split=args.split,
+                       on_progress=progress, on_start=start)
     if args.json:
         print(json.dumps(_finite(out)))
-    else:
-        print(f"{'':>14}  nats/image (± standard error over images)")
-        print(f"{'ELBO':>14}  {out['elbo']:10.3f} ± {out['elbo_stderr']:.3f}")
-        print(f"{'log p(x) (IS)':>14}  {out['log_px']:10.3f} ± {out['log_px_stderr']:.3f}   K = {out['k']}")
-        print(f"{'gap = KL':>14}  {out['gap']:10.3f} ± {out['gap_stderr']:.3f}")
-        for key in ("exact_log_px", "grid_log_px"):
-            if key in out:
-                print(f"{key:>14}  {out[key]:10.3f}")
-        print(f"{'mean ESS':>14}  {out['ess_mean']:10.1f} of {out['k']}")
-        print(f"{out['num_images']} images in {out['seconds']:.1f}s")
+        return 0
+    print(f"{'':>14}  nats/image (± standard error over images)")
+    print(f"{'ELBO':>14}  {out['elbo']:10.3f} ± {out['elbo_stderr']:.3f}")
+    print(f"{'log p(x) (IS)':>14}  {out['log_px']:10.3f} ± {out['log_px_stderr']:.3f}   K = {out['k']}")
+    print(f"{'gap = KL':>14}  {out['gap']:10.3f} ± {out['gap_stderr']:.3f}")
+    for key in ("exact_log_px", "grid_log_px"):
+        if key in out:
+            print(f"{key:>14}  {out[key]:10.3f}")
+    print(f"{'mean ESS':>14}  {out['ess_mean']:10.1f} of {out['k']}")
+    print(f"{out['num_images']} images in {out['seconds']:.1f}s")
     return 0
 
 
@@ -212,19 +189,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--root", default="checkpoints")
     r.set_defaults(fn=cmd_runs)
 
-    sub.add_parser("bench", help="benchmark training and importance sampling against baselines (bench --help)")
+    sub.add_parser("bench", help="benchmark training and importance sampling against baselines: runs "
+                                 "python -m benchmarks from the repository (bench --help)")
     return p
 
 
+def run_benchmark(args: list[str]) -> int:
+    """The benchmark lives outside the library, in the repository's benchmarks/: run it as its own process."""
+    repo = Path(__file__).resolve().parent.parent
+    if not (repo / "benchmarks" / "__main__.py").is_file():
+        print(f"error: the benchmark is not here (no {repo / 'benchmarks'}); it ships with the repository",
+              file=sys.stderr)
+        return 2
+    return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=repo).returncode
+
+
 def main(argv=None) -> int:
-    from .runs import CheckpointError
     from .data import DataError
+    from .runs import CheckpointError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # its own parser: python -m vae_tf bench --help
-        from .bench import main as bench_main
-
-        return bench_main(argv[1:])
+        return run_benchmark(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)

@@ -10,7 +10,8 @@ The expectation over q is a Monte-Carlo average over S draws z_s = μ + s·ε_s,
 draws `estimators.estimate_log_px(model, x[None], k=S, seed)` makes, so that the Jensen view here,
 log (1/S) Σ w_s ≥ (1/S) Σ log w_s, reproduces that estimator's log p̂(x) and ELBO to the last digit.
 
-Also: why the prior is a hopeless proposal for importance sampling (Doersch 2016, p. 7).
+Also: the best reference log p(x) for one image (exact.py's answers where they exist), and why the
+prior is a hopeless proposal for importance sampling (Doersch 2016, p. 7).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from . import estimators
+from . import draws, estimators, exact
+from .estimators import logsumexp
 
 tfd = tfp.distributions
 
@@ -92,7 +94,7 @@ def _draws(model, x, num_samples: int, seed: int):
     """q, and S draws z = μ + s·ε with estimate_log_px's noise for an image at batch position 0."""
     x = np.asarray(x, np.float32).reshape(1, -1)
     q = model.posterior(x)
-    eps = estimators.image_noise(seed, 0, num_samples, model.config.latent_dim)[:, None, :]  # (S, 1, d)
+    eps = draws.image_noise(seed, 0, num_samples, model.config.latent_dim)[:, None, :]  # (S, 1, d)
     z = q.bijector.forward(tf.constant(eps))
     return x, q, z
 
@@ -127,8 +129,8 @@ def derivation(model, x, num_samples: int = 5000, seed: int = 0) -> Derivation:
         likelihood=model.config.likelihood, num_samples=S, num_pixels=D, mu=mu, s=s,
         recon=Term(float(ll_tfd.mean()), float(ll_formula.mean())),
         kl=Term(kl_tfd, kl_formula), kl_mc=float(log_q_minus_prior.mean()),
-        mean_log_w=float(log_w.mean()), log_mean_w=float(_logsumexp(log_w) - math.log(S)),
-        log_mean_likelihood=float(_logsumexp(ll_tfd) - math.log(S)),
+        mean_log_w=float(log_w.mean()), log_mean_w=float(logsumexp(log_w) - math.log(S)),
+        log_mean_likelihood=float(logsumexp(ll_tfd) - math.log(S)),
         sigma=sigma, sq_error=sq_error, log_norm=log_norm)
 
 
@@ -144,47 +146,16 @@ class Reference:
 def reference_log_px(model, x, k: int = 5000, seed: int = 0) -> Reference:
     """Closed form for a linear-Gaussian model, a grid integral for a 2-D latent, else importance sampling."""
     x = np.asarray(x, np.float32).reshape(1, -1)
-    if estimators.has_closed_form(model):
-        return Reference(float(estimators.exact_log_px(model, x)[0]), "exact",
+    if exact.has_closed_form(model):
+        return Reference(float(exact.exact_log_px(model, x)[0]), "exact",
                          "closed form: p(x) = N(x; b, WWᵀ + σ²I)")
     if model.config.latent_dim == 2:
-        g = estimators.grid_posterior(model, x[0], n=101, max_n=201, tol=1e-2)
+        g = exact.grid_posterior(model, x[0], n=101, max_n=201, tol=1e-2)
         return Reference(g.log_px, "grid", f"numerical integral over a {len(g.z1)}×{len(g.z2)} grid of z",
                          g.kl_q_posterior)
     est = estimators.estimate_log_px(model, x, k=k, seed=seed)
     return Reference(float(est.log_px[0]), "importance sampling",
                      f"importance sampling with q as the proposal, K = {k}")
-
-
-# -- reading a 2-D posterior off its grid -------------------------------------------------------------
-def log_joint_grid(model, x, z1, z2, chunk: int = 8192) -> np.ndarray:
-    """log p(x|z) + log p(z) at every (z1[j], z2[i]), rows following z2, for one image x (D,)."""
-    zz = np.stack(np.meshgrid(z1, z2), -1).reshape(-1, 2).astype(np.float32)
-    xt = tf.constant(np.asarray(x, np.float32).reshape(1, -1))
-    prior = model.prior()
-    parts = [(model.likelihood(zz[i:i + chunk]).log_prob(xt) + prior.log_prob(zz[i:i + chunk])).numpy()
-             for i in range(0, len(zz), chunk)]
-    return np.concatenate(parts).astype(np.float64).reshape(len(z2), len(z1))
-
-
-def posterior_modes(z1, z2, log_posterior, radius: int = 6, within: float = 30.0, max_modes: int = 3):
-    """Local maxima of the gridded log p(z|x), highest first: a grid point counts when no point within
-    `radius` cells is higher and it lies less than `within` nats under the peak. → [(z (2,), log p)]."""
-    lp = np.asarray(log_posterior, np.float64)
-    padded = np.pad(lp, radius, constant_values=-np.inf)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * radius + 1, 2 * radius + 1))
-    is_max = (lp >= windows.max(axis=(2, 3))) & (lp > lp.max() - within)
-    rows, cols = np.nonzero(is_max)
-    order = np.argsort(-lp[rows, cols])[:max_modes]
-    return [(np.array([z1[cols[i]], z2[rows[i]]]), float(lp[rows[i], cols[i]])) for i in order]
-
-
-def mass_within(z1, z2, log_posterior, loc, scale, k: float = 2.0) -> float:
-    """The share of p(z|x)'s mass (on the grid) inside q's k-σ ellipse. q itself keeps 1 − e^(−k²/2) there."""
-    g1, g2 = np.meshgrid(z1, z2)
-    inside = ((g1 - loc[0]) / scale[0]) ** 2 + ((g2 - loc[1]) / scale[1]) ** 2 <= k * k
-    w = np.exp(np.asarray(log_posterior, np.float64) - np.max(log_posterior))
-    return float(w[inside].sum() / w.sum())
 
 
 # -- why not sample the prior? ---------------------------------------------------------------------
@@ -219,14 +190,8 @@ def proposal_study(model, x, ks=(1, 10, 100, 1000, 5000), repeats: int = 8,
             lw, _ = estimators.log_weights(model, x, K, proposal=proposal, seed=r)
             lw = lw[:, 0]
             for j, k in enumerate(ks):
-                lse = _logsumexp(lw[:k])
+                lse = logsumexp(lw[:k])
                 px[r, j] = lse - math.log(k)
-                ess[r, j] = math.exp(2 * lse - _logsumexp(2 * lw[:k]))  # (Σw)² / Σw²
+                ess[r, j] = math.exp(2 * lse - logsumexp(2 * lw[:k]))  # (Σw)² / Σw²
         out_px[proposal], out_ess[proposal] = px, ess
     return ProposalStudy(ks, repeats, out_px, out_ess)
-
-
-def _logsumexp(a) -> float:
-    a = np.asarray(a, np.float64)
-    m = float(np.max(a))
-    return m + math.log(float(np.sum(np.exp(a - m))))

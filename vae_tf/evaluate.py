@@ -1,0 +1,68 @@
+"""What `python -m vae_tf evaluate` and the log p(x) page report: the importance-sampled log p(x) with
+its ELBO and gap, and beside it the exact answer (linear-Gaussian model) or the grid integral (2-D
+latent) where the model has one. The field names of evaluate_run's dict are the CLI's public --json.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from . import runs
+from .data import load_dataset
+from .estimators import Estimate, estimate_log_px
+from .exact import exact_log_px, grid_log_px, has_closed_form
+
+SPLITS = ("test", "train")
+
+
+def evaluate(model, x, k: int = 1000, seed: int = 0, grid_images: int = 50, **kw) -> tuple[Estimate, dict]:
+    """The importance-sampling estimate, plus the exact or grid answer where the model has one."""
+    x = np.asarray(x, np.float32)
+    est = estimate_log_px(model, x, k=k, seed=seed, **kw)
+    out = est.summary()
+    n = est.num_images  # fewer than len(x) if the estimate was stopped
+    if has_closed_form(model):
+        exact = exact_log_px(model, x[:n])
+        out.update(exact_log_px=float(exact.mean()),
+                   exact_log_px_stderr=float(exact.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"))
+    if model.config.latent_dim == 2 and grid_images > 0:
+        m = min(n, grid_images)
+        grid = grid_log_px(model, x[:m])
+        out.update(grid_log_px=float(grid.mean()), grid_num_images=m,
+                   log_px_same_images=float(est.log_px[:m].mean()))
+    return est, out
+
+
+def evaluate_run(run_dir: Path | str | runs.RunRef, num_images: int = 1000, k: int = 1000, seed: int = 0,
+                 strategy: tf.distribute.Strategy | None = None, data: str | None = None, split: str = "test",
+                 on_progress: Callable[[int, int, float], None] | None = None,
+                 on_start: Callable[[int, int], None] | None = None) -> dict:
+    """evaluate() on the first num_images images of a run's data set (its own unless `data` names
+    another), as one dict: checkpoint, split, devices, then evaluate()'s fields. Floats may be NaN
+    (a standard error of one image); the CLI prints those as null. on_start(images, devices) is called
+    once the images are known, before the estimate.
+
+    With a MirroredStrategy the model is built in its scope, so it has its weights on every device,
+    and the images of every batch are split over them. Each image's draws are keyed by its index, so
+    the estimate is the one-device estimate, computed in parallel."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        run = runs.load_run(run_dir)
+    dataset = load_dataset(data or run.config.dataset)
+    if dataset.num_pixels != run.model.num_pixels:
+        raise ValueError(f"{dataset.name} images have {dataset.num_pixels} pixels; "
+                         f"the run was trained on {run.model.num_pixels}")
+    images = dataset.test_images if split == "test" else dataset.train_images
+    x = images(run.config.likelihood)[:num_images]
+    devices = strategy.num_replicas_in_sync
+    if on_start:
+        on_start(len(x), devices)
+    _, out = evaluate(run.model, x, k=k, seed=seed, on_progress=on_progress, strategy=strategy)
+    checkpoint = run_dir.path if isinstance(run_dir, runs.RunRef) else Path(run_dir)
+    return {"checkpoint": str(checkpoint), "split": split, "devices": devices, **out}

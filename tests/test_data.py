@@ -101,7 +101,8 @@ def test_npz_uint8_from_path_and_bytes(tmp_path):
     raw = npz_bytes(x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
     path = tmp_path / "mine.npz"
     path.write_bytes(raw)
-    for ds, name in ((load_npz(path), "mine.npz"), (load_npz(raw), "upload.npz"), (load_dataset(str(path)), "mine.npz")):
+    loaded = ((load_npz(path), "mine.npz"), (load_npz(raw), "upload.npz"), (load_dataset(str(path)), "mine.npz"))
+    for ds, name in loaded:
         assert ds.name == name
         np.testing.assert_array_equal(ds.x_train, xtr)
         np.testing.assert_array_equal(ds.x_test, xte)
@@ -141,12 +142,14 @@ GOOD = images(4)
     (dict(x_train=np.full((2, 3, 3), "abc"), x_test=GOOD), r"x_train has dtype <U3"),
     (dict(x_train=GOOD.astype(bool), x_test=GOOD), r"x_train has dtype bool"),
     (dict(x_train=np.where(GOOD > 100, np.nan, 0.5), x_test=GOOD), r"x_train contains NaN"),
-    (dict(x_train=GOOD.astype(np.float32), x_test=GOOD), r"float x_train must lie in \[0, 1\]; found values from 0 to 255"),
+    (dict(x_train=GOOD.astype(np.float32), x_test=GOOD),
+     r"float x_train must lie in \[0, 1\]; found values from 0 to 255"),
     (dict(x_train=GOOD, x_test=-GOOD.astype(np.float32) / 255), r"float x_test must lie in \[0, 1\]"),
     (dict(x_train=GOOD[:0], x_test=GOOD), r"x_train holds zero images"),
     (dict(x_train=GOOD, x_test=images(2, side=10)), r"x_train images are \(8, 8\) but x_test images are \(10, 10\)"),
     (dict(x_train=images(2, side=65), x_test=images(2, side=65)), r"65×65; sides from 2 to 64"),
-    (dict(x_train=GOOD, x_test=GOOD, y_train=np.arange(3)), r"y_train must be 4 integer labels, one per image.*shape \(3,\)"),
+    (dict(x_train=GOOD, x_test=GOOD, y_train=np.arange(3)),
+     r"y_train must be 4 integer labels, one per image.*shape \(3,\)"),
     (dict(x_train=GOOD, x_test=GOOD, y_test=np.ones(4)), r"y_test must be 4 integer labels.*float64"),
     (dict(x_train=GOOD, x_test=GOOD, y_test=-np.ones(4, int)), r"y_test labels must lie in 0..999"),
 ])
@@ -210,7 +213,7 @@ def test_gaussian_test_images_are_grey_levels(tiny_dataset):
     x = tiny_dataset.test_images("gaussian")
     assert x.dtype == np.float32 and x.shape == (128, 64)
     np.testing.assert_array_equal(x, tiny_dataset.x_test.reshape(128, 64).astype(np.float32) / 255)
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= 0.0 and x.max() <= 1.0
 
 
 def test_dataset_label_names():

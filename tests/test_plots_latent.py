@@ -1,8 +1,8 @@
-"""vae_tf.latent (paths, PCA, picking images) and vae_tf.plots (figures carry the data they are given)."""
+"""vae_tf.latent (paths, PCA), data's image pickers, and vae_tf.plots (figures carry the data they are given)."""
 import numpy as np
 import pytest
 
-from vae_tf import latent, plots
+from vae_tf import data, latent, plots
 
 
 # -- latent paths ----------------------------------------------------------------------------
@@ -94,15 +94,15 @@ def test_projection_2d_is_the_identity_for_a_2d_latent_and_refuses_1d():
 # -- picking images ----------------------------------------------------------------------------
 def test_picking_images():
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
-    a = latent.pick_random(10, 4, seed=3)
-    assert len(set(a)) == 4 and np.array_equal(a, latent.pick_random(10, 4, seed=3))
-    only = latent.pick_random(10, 10, seed=0, labels=labels, classes=[2])
+    a = data.pick_random(10, 4, seed=3)
+    assert len(set(a)) == 4 and np.array_equal(a, data.pick_random(10, 4, seed=3))
+    only = data.pick_random(10, 10, seed=0, labels=labels, classes=[2])
     assert sorted(only) == [2, 5, 8]
-    by = latent.pick_by_class(labels, [2, 0], per_class=2, seed=0)
+    by = data.pick_by_class(labels, [2, 0], per_class=2, seed=0)
     assert list(labels[by]) == [2, 2, 0, 0]
-    assert labels[latent.pick_one(labels, 1, seed=5)] == 1
+    assert labels[data.pick_one(labels, 1, seed=5)] == 1
     with pytest.raises(ValueError):
-        latent.pick_one(labels, 7, seed=0)
+        data.pick_one(labels, 7, seed=0)
 
 
 # -- figures ------------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def test_image_grid_holds_every_image_and_title():
     fig = plots.image_grid(imgs, titles=[f"img {i}" for i in range(5)], ncols=3)
     heat = [t for t in fig.data if t.type == "heatmap"]
     assert len(heat) == 5
-    for t, img in zip(heat, imgs):
+    for t, img in zip(heat, imgs, strict=True):
         np.testing.assert_allclose(np.asarray(t.z), np.round(img, 3))
         assert (t.zmin, t.zmax) == (0, 1)
     assert [a.text for a in fig.layout.annotations][:5] == [f"img {i}" for i in range(5)]

@@ -106,7 +106,7 @@ def load_fashion_mnist(directory: Path = BUNDLED_DIR) -> Dataset:
 
 def load_mnist() -> Dataset:
     """MNIST through Keras's own downloader and cache (~/.keras/datasets)."""
-    import keras  # deferred: importing Keras costs seconds
+    import keras  # deferred: Keras brings TensorFlow, which the rest of this module never needs
 
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
@@ -130,7 +130,8 @@ def load_npz(source, name: str | None = None, max_bytes: int = MAX_NPZ_BYTES,
         if not path.is_file():
             raise DataError(f"no such .npz file: {path}")
         if path.stat().st_size > max_bytes:
-            raise DataError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+            raise DataError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MB; "
+                            f"the limit is {max_bytes / 2**20:.0f} MB")
         data = path.read_bytes()
     else:
         data = bytes(source)
@@ -190,7 +191,8 @@ def _check_images(x: np.ndarray, key: str, name: str, expected: str) -> np.ndarr
     if len(x) == 0:
         raise DataError(f"{name}: {key} holds zero images")
     if not (2 <= x.shape[1] <= MAX_SIDE and 2 <= x.shape[2] <= MAX_SIDE):
-        raise DataError(f"{name}: {key} images are {x.shape[1]}×{x.shape[2]}; sides from 2 to {MAX_SIDE} pixels are accepted")
+        raise DataError(f"{name}: {key} images are {x.shape[1]}×{x.shape[2]}; "
+                        f"sides from 2 to {MAX_SIDE} pixels are accepted")
     if x.dtype == np.uint8:
         return x
     if x.dtype.kind == "f":
@@ -206,7 +208,8 @@ def _check_labels(y, n: int, key: str, name: str):
     if y is None:
         return None
     if y.dtype.kind not in "iu" or y.ndim != 1 or len(y) != n:
-        raise DataError(f"{name}: {key} must be {n} integer labels, one per image; got dtype {y.dtype}, shape {y.shape}")
+        raise DataError(f"{name}: {key} must be {n} integer labels, one per image; "
+                        f"got dtype {y.dtype}, shape {y.shape}")
     if len(y) and (y.min() < 0 or y.max() > 999):
         raise DataError(f"{name}: {key} labels must lie in 0..999")
     return y.astype(np.int64)
@@ -233,3 +236,35 @@ def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
     if data.size != int(np.prod(dims)):
         raise DataError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {data.size}")
     return data.reshape(tuple(int(d) for d in dims))
+
+
+# -- picking images ---------------------------------------------------------------------------
+def pick_random(n_total: int, n: int, seed: int, labels=None, classes=None) -> np.ndarray:
+    """n distinct indices drawn with `seed`, from all images or only those whose label is in `classes`."""
+    pool = np.arange(n_total)
+    if classes is not None and labels is not None:
+        pool = pool[np.isin(np.asarray(labels), list(classes))]
+    if len(pool) == 0:
+        return pool
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(pool, size=min(n, len(pool)), replace=False))
+
+
+def pick_by_class(labels, classes, per_class: int, seed: int) -> np.ndarray:
+    """`per_class` random images of each class in `classes`, grouped by class in the order given."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in classes:
+        pool = np.flatnonzero(labels == c)
+        if len(pool):
+            out.append(np.sort(rng.choice(pool, size=min(per_class, len(pool)), replace=False)))
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def pick_one(labels, cls, seed: int) -> int:
+    """One random image of class `cls`."""
+    pool = np.flatnonzero(np.asarray(labels) == cls)
+    if len(pool) == 0:
+        raise ValueError(f"no image of class {cls}")
+    return int(np.random.default_rng(seed).choice(pool))

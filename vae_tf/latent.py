@@ -1,4 +1,4 @@
-"""Walking the latent space: paths between two codes, a 2-D view of it, and picking images.
+"""Walking the latent space: paths between two codes, and a 2-D view of it.
 
 Linear interpolation z(t) = (1 − t)·z₀ + t·z₁ cuts through the middle of the space: between
 two codes of similar length ‖z‖ its midpoint is shorter than either end. Under the prior
@@ -94,7 +94,8 @@ def pca(z, n_components: int = 2) -> Projection:
     Each axis's sign is fixed so its largest loading is positive: the same data always gives the same picture."""
     z = np.asarray(z, np.float64)
     if z.ndim != 2 or z.shape[1] < n_components or len(z) < 2:
-        raise ValueError(f"PCA to {n_components}-D needs at least 2 rows of at least {n_components} columns; got {z.shape}")
+        raise ValueError(f"PCA to {n_components}-D needs at least 2 rows of at least {n_components} columns; "
+                         f"got {z.shape}")
     mean = z.mean(0)
     _, s, vt = np.linalg.svd(z - mean, full_matrices=False)
     comps = vt[:n_components]
@@ -115,35 +116,3 @@ def projection_2d(z) -> Projection:
     if d < 2:
         raise ValueError("a 2-D map needs a latent with at least 2 dimensions")
     return pca(z)
-
-
-# -- picking images --------------------------------------------------------------------------
-def pick_random(n_total: int, n: int, seed: int, labels=None, classes=None) -> np.ndarray:
-    """n distinct indices drawn with `seed`, from all images or only those whose label is in `classes`."""
-    pool = np.arange(n_total)
-    if classes is not None and labels is not None:
-        pool = pool[np.isin(np.asarray(labels), list(classes))]
-    if len(pool) == 0:
-        return pool
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(pool, size=min(n, len(pool)), replace=False))
-
-
-def pick_by_class(labels, classes, per_class: int, seed: int) -> np.ndarray:
-    """`per_class` random images of each class in `classes`, grouped by class in the order given."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    out = []
-    for c in classes:
-        pool = np.flatnonzero(labels == c)
-        if len(pool):
-            out.append(np.sort(rng.choice(pool, size=min(per_class, len(pool)), replace=False)))
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
-
-
-def pick_one(labels, cls, seed: int) -> int:
-    """One random image of class `cls`."""
-    pool = np.flatnonzero(np.asarray(labels) == cls)
-    if len(pool) == 0:
-        raise ValueError(f"no image of class {cls}")
-    return int(np.random.default_rng(seed).choice(pool))

@@ -1,0 +1,104 @@
+"""Benchmark: vae_tf against straightforward baselines, side by side in one process.
+
+    python -m benchmarks [--repeats 5] [--quick] [--skip-app] [--json]    (or: python -m vae_tf bench)
+
+1. The ceiling: sustained float32 GFLOP/s of TensorFlow's own matmul kernels on exactly the
+   matmuls of one default training step at batch 128 (every layer's forward product, its weight
+   gradient Xᵀ·dY and its input gradient dY·Wᵀ — none for the pixels), and of the decoder's
+   forward matmuls at the estimator's 8192 rows a call; each timed in turn with what it is the
+   ceiling of.
+2. Training images/s of vae_tf's Trainer at the default config, and of a textbook loop beside it
+   (tf.data, Keras layers, TFP, GradientTape, @tf.function; same architecture, batch, optimizer,
+   likelihood), each as a % of the ceiling: images/s × the step's matmul FLOPs per image ÷ ceiling,
+   i.e. the share of the step's time that the matmuls alone would take at the ceiling (the Trainer's
+   epoch-end test ELBO, ~0.1 s an epoch, is left out: the baseline has none). Then the
+   same-results check: the Trainer's fast path against its plain reference path, same seed, beside
+   a control (the reference path with other matmul kernels) that shows how far round-off alone goes.
+3. Importance sampling image·samples/s at K = 5000: vae_tf's chunked estimator against a one-shot
+   implementation (decode all K × N draws at once) on as many images as the one-shot holds, with
+   the same draws so that the answers must agree; then K = 5000 on 1000 test images.
+4. The app: seconds from `streamlit run app.py` to the first page rendered with the shipped run,
+   then switching between pages once warm, and the server's peak memory.
+
+Every rate is the median of several repeats; the two sides of a comparison are timed in turn
+(A, B, A, B, …) in the same process, so a busy machine slows both alike. Peak memory is per stage
+(the process's high-water mark is reset before each: /proc/self/clear_refs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import tensorflow as tf
+
+from vae_tf.config import Config
+from vae_tf.data import load_fashion_mnist
+
+from .app import run_app
+from .flops import forward_flops, matmul_flops, step_matmuls
+from .report import met
+from .sampling import run_importance_sampling
+from .training import run_training
+
+TARGETS = {"train_ratio": 1.3, "train_pct_ceiling": 65.0, "is_ratio": 1.25, "app_cold_start_s": 10.0,
+           "app_switch_s": 1.0}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=5, help="timed rounds per comparison (the median is shown)")
+    ap.add_argument("--quick", action="store_true", help="fewer steps and images (a smoke run)")
+    ap.add_argument("--skip-app", action="store_true", help="skip the app's cold start and page switches")
+    ap.add_argument("--json", action="store_true", help="also print the results as one JSON line")
+    args = ap.parse_args(argv)
+
+    t_bench = time.perf_counter()
+    cfg, ds = Config(), load_fashion_mnist()
+    enc_f, dec_f = forward_flops(cfg, ds.num_pixels)
+    train_flops = matmul_flops(step_matmuls(cfg, ds.num_pixels)) / cfg.batch_size
+    res, mem = {}, {}
+    print(f"machine: {os.cpu_count()} cores; TensorFlow {tf.__version__}; threads intra-op "
+          f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, inter-op "
+          f"{tf.config.threading.get_inter_op_parallelism_threads() or 'default'}")
+    print(f"default model: hidden {cfg.hidden}, latent {cfg.latent_dim}, batch {cfg.batch_size}, Adam, Bernoulli")
+    print(f"FLOPs per image: forward {(enc_f + dec_f) / 1e6:.2f} M (encoder {enc_f / 1e6:.2f}, decoder "
+          f"{dec_f / 1e6:.2f}); training step {train_flops / 1e6:.2f} M = forward + weight gradients + input "
+          f"gradients except into the pixels (3 × forward would be {3 * (enc_f + dec_f) / 1e6:.2f} M); one "
+          f"importance sample {dec_f / 1e6:.2f} M (the decoder)")
+    print("ceiling: sustained float32 GFLOP/s of TensorFlow's own matmul kernels (oneDNN) on exactly the matmuls "
+          "of the work\nmeasured, timed in turn with it; % ceiling = the share of the time the matmuls alone would "
+          f"take. Medians of {args.repeats} rounds.\n")
+    run_training(cfg, ds, 100 if args.quick else 300, 50 if args.quick else 100, args.repeats, res, mem)
+    run_importance_sampling(cfg, ds, args.quick, args.repeats, res, mem)
+    if not args.skip_app:
+        run_app(res)
+
+    print("peak memory of this process per stage (rise over the stage's start): "
+          + "; ".join(f"{k_} {v}" for k_, v in mem.items()))
+    res["peak_mb"] = {k_: v.peak for k_, v in mem.items()}
+    print("\ntargets:")
+    print(f"  training ≥ {TARGETS['train_ratio']}× the baseline: {res['train_ratio']:.2f}× "
+          f"{met(res['train_ratio'], TARGETS['train_ratio'])}")
+    print(f"  training ≥ {TARGETS['train_pct_ceiling']:.0f}% of the ceiling: {res['train_pct_ceiling']:.0f}% "
+          f"{met(res['train_pct_ceiling'], TARGETS['train_pct_ceiling'])}")
+    print(f"  importance sampling ≥ {TARGETS['is_ratio']}× the one shot: {res['is_ratio']:.2f}× "
+          f"{met(res['is_ratio'], TARGETS['is_ratio'])}")
+    if not args.skip_app:
+        print(f"  cold start ≤ {TARGETS['app_cold_start_s']:.0f} s: {res.get('app_cold_start_s', float('nan')):.1f} s "
+              f"{met(res.get('app_cold_start_s'), TARGETS['app_cold_start_s'], False)}")
+        print(f"  warm page switch ≤ {TARGETS['app_switch_s']:.0f} s: "
+              f"{res.get('app_switch_max_s', float('nan')):.2f} s "
+              f"{met(res.get('app_switch_max_s'), TARGETS['app_switch_s'], False)}")
+    res["bench_seconds"] = time.perf_counter() - t_bench
+    print(f"\nbench took {res['bench_seconds']:.0f} s")
+    if args.json:
+        print(json.dumps(res, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The app: seconds from `streamlit run app.py` to the first page rendered with the shipped run, the
+page switches once warm, and the server's peak memory, measured in headless Chromium."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from vae_tf import runs
+
+from . import REPO
+from .memory import peak_memory_mb
+
+SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian")
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+RUNNING = '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'
+
+
+CONTENT = ".js-plotly-plot .trace, .js-plotly-plot .hm, .js-plotly-plot .heatmaplayer image, .katex"
+
+
+def tensorflow_import_seconds() -> float:
+    out = subprocess.run([sys.executable, "-c", "import time; t = time.perf_counter(); import tensorflow; "
+                          "print(time.perf_counter() - t)"], capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _rendered_at(page, since: float, timeout: float, content: bool = True, not_title: str | None = None,
+                 settle: float = 0.5) -> float:
+    """Seconds from `since` until the script is idle with a page title (other than `not_title`, the page
+    left behind) and, if `content`, a chart's data or equations drawn — and stays so for `settle`
+    seconds (the time returned is when that began)."""
+    ready_since = None
+    title = page.locator('[data-testid="stMain"] h1')
+    while time.perf_counter() - since < timeout:
+        ready = (page.locator(IDLE).count() > 0 and page.locator(RUNNING).count() == 0 and title.count() > 0
+                 and (not_title is None or title.first.inner_text() != not_title)
+                 and (not content or page.locator(f'[data-testid="stMain"] :is({CONTENT})').count() > 0))
+        now = time.perf_counter()
+        if not ready:
+            ready_since = None
+        elif ready_since is None:
+            ready_since = now
+        elif now - ready_since >= settle:
+            return ready_since - since
+        time.sleep(0.05)
+    raise TimeoutError(f"{page.url} was not rendered after {timeout:.0f} s")
+
+
+def app_timings(timeout: float = 120) -> dict:
+    """Cold start (launch → first page rendered with the shipped run), every page once to warm it,
+    then a timed switch to each page through the sidebar; the server's peak memory after each stage.
+    The server reads a temporary copy of the shipped runs, so checkpoints/ is never written."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return {"error": "playwright not installed (pip install -r requirements-test.txt)"}
+    if not (REPO / "app.py").exists() or not all(runs.is_run(REPO / "checkpoints" / n) for n in SHIPPED):
+        return {"error": "app.py or a shipped run is missing"}
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(tempfile.mkdtemp(prefix="vae_lab_bench_"))
+    for name in SHIPPED:
+        shutil.copytree(REPO / "checkpoints" / name, root / "checkpoints" / name)
+    t0 = time.perf_counter()
+    proc = _start_server(root, port)
+    out = {}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            while True:
+                try:
+                    page.goto(f"http://127.0.0.1:{port}/", timeout=5000)
+                    break
+                except Exception:  # the server is not listening yet
+                    if time.perf_counter() - t0 > timeout or proc.poll() is not None:
+                        raise
+                    time.sleep(0.1)
+            out["cold_start_s"] = _rendered_at(page, t0, timeout)
+            out["server_peak_mb_first_page"] = peak_memory_mb(proc.pid)
+            out["first_visit_s"], out["switch_s"] = _page_switches(page)
+            out["server_peak_mb_all_pages"] = peak_memory_mb(proc.pid)
+            browser.close()
+    except Exception as e:  # report, do not crash the benchmark
+        out["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def _start_server(root: Path, port: int) -> subprocess.Popen:
+    """streamlit run app.py on `port`, reading the runs under root/checkpoints (never the repository's)."""
+    env = {**os.environ, "VAE_LAB_CHECKPOINTS": str(root / "checkpoints"), "VAE_LAB_UPLOADS": str(root / "uploads"),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _page_switches(page) -> tuple[dict, dict]:
+    """(first visit, warm switch) seconds per page, through the sidebar, ending where it began: a first
+    visit warms the page's caches, then the switch is timed again."""
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    titles = [links.nth(i).locator("span").last.inner_text().strip() for i in range(links.count())]
+    first_visit, switch = {}, {}
+    for store in (first_visit, switch):
+        for title in titles[1:] + titles[:1]:
+            left = page.locator('[data-testid="stMain"] h1').first.inner_text()
+            t = time.perf_counter()
+            page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first.click()
+            try:
+                store[title] = _rendered_at(page, t, 60, content=False, not_title=left)
+            except TimeoutError:
+                store[title] = float("nan")
+    return first_visit, switch
+
+
+def run_app(res: dict):
+    res["tensorflow_import_s"] = tensorflow_import_seconds()
+    app = app_timings()
+    res.update({f"app_{key}": v for key, v in app.items()})
+    if "cold_start_s" in app:
+        print(f"app: launch to the first page rendered with the shipped run: {app['cold_start_s']:.1f} s (importing "
+              f"TensorFlow alone: {res['tensorflow_import_s']:.1f} s); server peak memory "
+              f"{app['server_peak_mb_first_page']:.0f} MB")
+    if app.get("switch_s"):
+        sw = app["switch_s"]
+        res["app_switch_max_s"] = max(sw.values())
+        print("  page switches once warm (first visit in brackets), seconds: " + ", ".join(
+            f"{t_} {v:.2f} ({app['first_visit_s'].get(t_, float('nan')):.1f})" for t_, v in sw.items()))
+        print(f"  slowest warm switch {res['app_switch_max_s']:.2f} s; server peak memory after every page "
+              f"{app['server_peak_mb_all_pages']:.0f} MB")
+    if "error" in app:
+        print(f"app: not measured ({app['error']})")
+    print()

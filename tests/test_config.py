@@ -33,7 +33,8 @@ def past(spec, side, far=False):
 
 def test_defaults_are_valid_and_documented():
     c = Config()
-    assert (c.dataset, c.latent_dim, c.hidden, c.likelihood, c.objective) == ("fashion_mnist", 20, (512, 256), "bernoulli", "elbo")
+    assert (c.dataset, c.latent_dim, c.hidden, c.likelihood, c.objective) == \
+        ("fashion_mnist", 20, (512, 256), "bernoulli", "elbo")
     assert set(FIELDS) == {f.name for f in dataclasses.fields(Config)}
     assert all(spec.help for spec in FIELDS.values())
 

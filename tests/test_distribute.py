@@ -87,8 +87,8 @@ def test_mirrored_training_on_two_devices_matches_one_device(mirrored):
     one, two = load_run(out / "one"), load_run(out / "mirrored")
     assert_same_run(one, two)
     assert two.meta["steps_done"] == 2 * 512 // 32
-    assert report["train_mirrored"]["summary"]["test_elbo"] == pytest.approx(report["train_one"]["summary"]["test_elbo"],
-                                                                             abs=1e-4)
+    mirrored, one_device = report["train_mirrored"]["summary"], report["train_one"]["summary"]
+    assert mirrored["test_elbo"] == pytest.approx(one_device["test_elbo"], abs=1e-4)
 
 
 def test_mirrored_evaluate_splits_images_and_gives_the_one_device_estimate(mirrored):
@@ -112,18 +112,20 @@ def test_multiworker_cluster_of_two_processes_matches_one_device(npz, tmp_path):
     batch; only the chief (worker 0) writes the run, and it is the one-device run."""
     from vae_tf.runs import load_run
 
-    flags = [*FLAGS[:1], "1", *FLAGS[2:], "--max-train-images", "256"]  # 1 epoch of 8 steps: the cluster is slow to start
+    # 1 epoch of 8 steps: the cluster is slow to start
+    flags = [*FLAGS[:1], "1", *FLAGS[2:], "--max-train-images", "256"]
     ports = [_free_port(), _free_port()]
     procs = []
     for index in range(2):
-        tf_config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+        tf_config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                     "task": {"type": "worker", "index": index}}
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "vae_tf", "train", "--data", str(npz), "--out", str(tmp_path / f"worker{index}"),
              "--strategy", "multiworker", "--json", *flags],
             env={**ENV, "TF_CONFIG": json.dumps(tf_config)}, cwd=tmp_path, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=600) for p in procs]
-    for p, (stdout, stderr) in zip(procs, outputs):
+    for p, (_stdout, stderr) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, stderr[-3000:]
         assert "on 2 device(s)" in stderr
     assert "the chief worker saves the run" in outputs[1][1] and "chief" not in outputs[0][1]

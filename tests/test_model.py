@@ -42,8 +42,8 @@ def x_bits(x_grey):
     return (x_grey > 0.5).astype(np.float32)
 
 
-def log_sigmoid(l):
-    return -np.logaddexp(0.0, -l)
+def log_sigmoid(logits):
+    return -np.logaddexp(0.0, -logits)
 
 
 # -- shapes ---------------------------------------------------------------------------
@@ -75,7 +75,7 @@ def test_image_helpers_shapes_and_range(bern, gauss, x_grey):
     for model in (bern, gauss):
         for img in (model.reconstruct(x_grey), model.reconstruct(x_grey, sample=True, seed=seed(3)),
                     model.sample_prior(6, seed(4))):
-            assert img.shape[-1] == D and 0.0 <= float(tf.reduce_min(img)) and float(tf.reduce_max(img)) <= 1.0
+            assert img.shape[-1] == D and float(tf.reduce_min(img)) >= 0.0 and float(tf.reduce_max(img)) <= 1.0
     assert bern.sample_prior(6, seed(4)).shape == (6, D)
     np.testing.assert_array_equal(bern.sample_prior(6, seed(4)), bern.sample_prior(6, seed(4)))  # stateless seeds
 
@@ -205,7 +205,8 @@ def test_linear_decoder_is_the_affine_map(linear_learned, bern):
     assert W.shape == (D, LATENT) and b.shape == (D,)
     z = np.random.default_rng(4).normal(size=(6, LATENT)).astype(np.float32)
     np.testing.assert_allclose(linear_learned.decoder(z).numpy(), z @ W.numpy().T + b.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(linear_learned.likelihood(z).mean().numpy(), z @ W.numpy().T + b.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(linear_learned.likelihood(z).mean().numpy(), z @ W.numpy().T + b.numpy(),
+                               rtol=1e-5, atol=1e-6)
     assert len(linear_learned.decoder.layers) == 1
     with pytest.raises(ValueError, match="only a linear decoder"):
         bern.linear_decoder()
@@ -225,7 +226,8 @@ def test_weights_by_name_round_trip_and_mismatch(x_bits):
     assert not np.allclose(a.encode_mean(x_bits), b.encode_mean(x_bits))
     b.assign_weights(a.named_weights())
     np.testing.assert_array_equal(a.encode_mean(x_bits), b.encode_mean(x_bits))
-    np.testing.assert_array_equal(a.likelihood(a.encode_mean(x_bits)).mean(), b.likelihood(b.encode_mean(x_bits)).mean())
+    np.testing.assert_array_equal(a.likelihood(a.encode_mean(x_bits)).mean(),
+                                  b.likelihood(b.encode_mean(x_bits)).mean())
     other = VAE(cfg.replace(latent_dim=4), D).named_weights()
     with pytest.raises(ValueError, match="has shape"):
         b.assign_weights(other, source="w.npz")

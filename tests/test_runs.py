@@ -86,7 +86,7 @@ def test_optimizer_state_round_trip(tmp_path):
     fresh = keras.optimizers.Adam(1e-3)
     assert runs.load_optimizer_state(tmp_path, fresh, model.trainable_variables)
     assert len(fresh.variables) == len(opt.variables)
-    for a, b in zip(opt.variables, fresh.variables):
+    for a, b in zip(opt.variables, fresh.variables, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert int(fresh.iterations.numpy()) == 11
     (tmp_path / "optimizer.npz").unlink()
@@ -129,7 +129,8 @@ def edit_json(**changes):
     ("config.json", edit_json(config_version=99), "config_version 99 is not supported"),
     ("config.json", edit_json(latent_dim=0), "latent_dim must be between 1 and 256"),
     ("config.json", edit_json(colour="red"), "unknown config field"),
-    ("meta.json", lambda p: p.write_text(json.dumps({"format": "keras-model", "num_pixels": 64})), "is not a VAE Lab run"),
+    ("meta.json", lambda p: p.write_text(json.dumps({"format": "keras-model", "num_pixels": 64})),
+     "is not a VAE Lab run"),
     ("meta.json", edit_json(format_version=99), "run format version 99 is not supported"),
     ("meta.json", edit_json(num_pixels=0), "has no valid num_pixels"),
     ("meta.json", lambda p: p.write_bytes(b"\xff\xfe garbage"), "not valid JSON"),

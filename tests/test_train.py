@@ -1,4 +1,5 @@
 """Training: progress reports, reproducibility, stop and resume, divergence, warm-up."""
+import itertools
 import math
 import shutil
 import threading
@@ -31,7 +32,8 @@ def assert_same_weights(a, b, atol=0.0):
 def timeless(history):
     """History without the wall-clock fields, which differ between two identical runs."""
     return {"steps": history["steps"],
-            "epochs": [{k: v for k, v in e.items() if k not in ("seconds", "images_per_sec")} for e in history["epochs"]]}
+            "epochs": [{k: v for k, v in e.items() if k not in ("seconds", "images_per_sec")}
+                       for e in history["epochs"]]}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,8 @@ def full(tmp_path_factory, tiny_dataset):
     """One uninterrupted run, with every report the callbacks received."""
     steps, epochs = [], []
     untrained = Trainer(CFG, tiny_dataset).evaluate_test()
-    result = train(CFG, tiny_dataset, tmp_path_factory.mktemp("full") / "run", on_step=steps.append, on_epoch=epochs.append)
+    result = train(CFG, tiny_dataset, tmp_path_factory.mktemp("full") / "run", on_step=steps.append,
+                   on_epoch=epochs.append)
     return result, steps, epochs, untrained
 
 
@@ -61,7 +64,7 @@ def test_step_reports_are_sane(full):
     assert [r.epoch for r in steps] == pytest.approx([i / STEPS_PER_EPOCH for i in range(1, TOTAL + 1)])
     assert all(r.eta_seconds >= 0 and r.images_per_sec > 0 and r.seconds > 0 for r in steps)
     assert steps[-1].eta_seconds == 0
-    assert all(b.seconds >= a.seconds for a, b in zip(steps, steps[1:]))
+    assert all(b.seconds >= a.seconds for a, b in itertools.pairwise(steps))
     assert all(r.elbo == pytest.approx(r.recon - r.kl) and r.kl >= 0 and r.loss == pytest.approx(-r.elbo, rel=1e-4)
                for r in steps)
     assert (result.steps_done, result.epochs_done, result.stopped) == (TOTAL, 3.0, False)
@@ -144,7 +147,8 @@ def test_stop_then_resume_matches_uninterrupted_run(full, tiny_dataset, tmp_path
     final = runs.load_run(run_dir)
     assert final.meta["status"] == "complete" and [e["epoch"] for e in final.history["epochs"]] == [1, 2, 3]
     assert [s[0] for s in final.history["steps"]] == list(range(1, TOTAL + 1))
-    assert final.history["epochs"][-1]["test_elbo"] == pytest.approx(full[0].history["epochs"][-1]["test_elbo"], abs=1e-3)
+    assert final.history["epochs"][-1]["test_elbo"] == pytest.approx(full[0].history["epochs"][-1]["test_elbo"],
+                                                                     abs=1e-3)
 
 
 def test_stop_lands_at_the_end_of_the_current_call(full, tiny_dataset, tmp_path):
@@ -213,10 +217,12 @@ def test_resume_with_more_epochs_continues(full, tiny_dataset, tmp_path):
 
 @pytest.mark.parametrize("network, layer, attr, message", [
     # NaN logits: the loss itself is NaN at the very step.
-    ("decoder", "dec_out", "bias", r"loss became nan at step 17 \(epoch 2\).*smaller learning_rate.*last good checkpoint \(1 epochs\)"),
+    ("decoder", "dec_out", "bias",
+     r"loss became nan at step 17 \(epoch 2\).*smaller learning_rate.*last good checkpoint \(1 epochs\)"),
     # NaN in a ReLU layer: the compiled step's fused MatMul+ReLU maps NaN to 0 and the loss stays finite,
     # so only the check before saving can catch it.
-    ("encoder", "enc_0", "kernel", r"weights became NaN or infinite \(encoder/enc_0/kernel\) by step 32.*last checkpoint is kept"),
+    ("encoder", "enc_0", "kernel",
+     r"weights became NaN or infinite \(encoder/enc_0/kernel\) by step 32.*last checkpoint is kept"),
 ], ids=["nan_loss", "nan_weights_finite_loss"])
 def test_divergence_raises_and_keeps_last_checkpoint(tiny_dataset, tmp_path, network, layer, attr, message):
     run_dir = tmp_path / "run"

@@ -1,2 +1,4 @@
 """VAE Lab's library: data, model, training, estimators and runs on disk. No Streamlit here."""
-from .config import Config, ConfigError, FIELDS
+from .config import FIELDS, Config, ConfigError
+
+__all__ = ["FIELDS", "Config", "ConfigError"]

@@ -6,11 +6,12 @@ the app's sidebar are both generated from it, so the three never disagree.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 CONFIG_VERSION = 1  # bump when a saved config can no longer be read as-is
@@ -36,20 +37,30 @@ class FieldSpec:
 
 
 FIELDS: dict[str, FieldSpec] = {f.name: f for f in [
-    FieldSpec("dataset", "str", "Training data: fashion_mnist (bundled, offline), mnist (downloaded by Keras), or a path to a .npz with x_train/x_test."),
-    FieldSpec("latent_dim", "int", "Size of the latent code z. 2 lets the app draw the true posterior on a grid.", 1, 256),
-    FieldSpec("hidden", "hidden", "Widths of the hidden layers of the encoder MLP (the MLP decoder mirrors them), e.g. 512,512.", 1, 4096),
-    FieldSpec("decoder", "choice", "mlp: a mirrored MLP. linear: one affine map x = Wz + b, whose log p(x) with a Gaussian likelihood has a closed form.", choices=DECODERS),
-    FieldSpec("likelihood", "choice", "p(x|z): bernoulli on binarized pixels, or gaussian N(f(z), σ²) on grey levels in [0, 1].", choices=LIKELIHOODS),
-    FieldSpec("sigma", "sigma", "σ of the Gaussian likelihood, or 'learned' (one σ for all pixels, trained with the rest). The error term is ‖x − f(z)‖²/(2σ²).", 0.01, 10.0),
+    FieldSpec("dataset", "str", "Training data: fashion_mnist (bundled, offline), mnist (downloaded by Keras), "
+              "or a path to a .npz with x_train/x_test."),
+    FieldSpec("latent_dim", "int", "Size of the latent code z. 2 lets the app draw the true posterior on a grid.",
+              1, 256),
+    FieldSpec("hidden", "hidden", "Widths of the hidden layers of the encoder MLP (the MLP decoder mirrors them), "
+              "e.g. 512,512.", 1, 4096),
+    FieldSpec("decoder", "choice", "mlp: a mirrored MLP. linear: one affine map x = Wz + b, whose log p(x) with a "
+              "Gaussian likelihood has a closed form.", choices=DECODERS),
+    FieldSpec("likelihood", "choice", "p(x|z): bernoulli on binarized pixels, or gaussian N(f(z), σ²) on grey levels "
+              "in [0, 1].", choices=LIKELIHOODS),
+    FieldSpec("sigma", "sigma", "σ of the Gaussian likelihood, or 'learned' (one σ for all pixels, trained with the "
+              "rest). The error term is ‖x − f(z)‖²/(2σ²).", 0.01, 10.0),
     FieldSpec("learning_rate", "float", "Adam's step size.", 1e-6, 1.0, log=True),
     FieldSpec("batch_size", "int", "Images per gradient step.", 1, 4096),
     FieldSpec("epochs", "int", "Passes over the training images.", 1, 500),
-    FieldSpec("beta", "float", "Weight of the KL term: loss = −E_q[log p(x|z)] + β·KL(q(z|x) ‖ p(z)). β = 1 is the ELBO.", 0.0, 100.0),
-    FieldSpec("kl_warmup_epochs", "int", "Epochs over which the KL weight rises linearly from 0 to β (0 = no warm-up).", 0, 500),
+    FieldSpec("beta", "float", "Weight of the KL term: loss = −E_q[log p(x|z)] + β·KL(q(z|x) ‖ p(z)). "
+              "β = 1 is the ELBO.", 0.0, 100.0),
+    FieldSpec("kl_warmup_epochs", "int", "Epochs over which the KL weight rises linearly from 0 to β "
+              "(0 = no warm-up).", 0, 500),
     FieldSpec("mc_samples", "int", "Samples z ~ q(z|x) per image per step (the k of the IWAE objective).", 1, 64),
-    FieldSpec("objective", "choice", "elbo: the VAE bound. iwae: the k-sample importance-weighted bound of Burda et al., tighter for k > 1.", choices=OBJECTIVES),
-    FieldSpec("seed", "int", "Seeds initialisation, shuffling, binarization and sampling: the same seed gives the same run.", 0, 2**31 - 1),
+    FieldSpec("objective", "choice", "elbo: the VAE bound. iwae: the k-sample importance-weighted bound of Burda "
+              "et al., tighter for k > 1.", choices=OBJECTIVES),
+    FieldSpec("seed", "int", "Seeds initialisation, shuffling, binarization and sampling: the same seed gives the "
+              "same run.", 0, 2**31 - 1),
     FieldSpec("max_train_images", "optional_int", "Train on at most this many images (blank = all).", 1, 10_000_000),
 ]}
 
@@ -101,9 +112,11 @@ class Config:
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise ConfigError("dataset must be fashion_mnist, mnist or a path to a .npz file")
         if self.dataset not in DATASETS and not self.dataset.endswith(".npz"):
-            raise ConfigError(f"dataset must be one of {', '.join(DATASETS)} or a path ending in .npz; got {self.dataset!r}")
+            raise ConfigError(f"dataset must be one of {', '.join(DATASETS)} or a path ending in .npz; "
+                              f"got {self.dataset!r}")
         if self.kl_warmup_epochs > self.epochs:
-            raise ConfigError(f"kl_warmup_epochs must be between 0 and epochs ({self.epochs}); got {self.kl_warmup_epochs}")
+            raise ConfigError(f"kl_warmup_epochs must be between 0 and epochs ({self.epochs}); "
+                              f"got {self.kl_warmup_epochs}")
         if self.objective == "iwae" and self.beta != 1.0:
             raise ConfigError("beta must be 1 with the iwae objective (the bound has no separate KL term to weight)")
 
@@ -118,7 +131,7 @@ class Config:
             return self.beta
         return self.beta * min(1.0, epoch / self.kl_warmup_epochs)
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
 
     # -- JSON -----------------------------------------------------------------
@@ -131,18 +144,19 @@ class Config:
         return json.dumps({"config_version": CONFIG_VERSION, **self.to_dict()}, indent=2)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Config":
+    def from_dict(cls, d: dict[str, Any]) -> Config:
         d = dict(d)
         version = d.pop("config_version", CONFIG_VERSION)
         if version != CONFIG_VERSION:
-            raise ConfigError(f"config_version {version} is not supported (this VAE Lab reads version {CONFIG_VERSION})")
+            raise ConfigError(f"config_version {version} is not supported "
+                              f"(this VAE Lab reads version {CONFIG_VERSION})")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(sorted(unknown))}")
         return cls(**d)
 
     @classmethod
-    def from_json(cls, text: str) -> "Config":
+    def from_json(cls, text: str) -> Config:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
@@ -174,10 +188,8 @@ def _as_int(name, value) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):  # not a whole number: refused below, by name
             value = int(value.strip())
-        except ValueError:
-            pass
     if not isinstance(value, int):
         raise ConfigError(f"{name} must be a whole number; got {value!r}")
     return value

@@ -31,12 +31,14 @@ class VAE:
         init = lambda i: keras.initializers.GlorotUniform(seed=seed * 100 + i)  # noqa: E731
         self.encoder = keras.Sequential(
             [keras.Input((self.num_pixels,))]
-            + [keras.layers.Dense(h, "relu", kernel_initializer=init(i), name=f"enc_{i}") for i, h in enumerate(config.hidden)]
+            + [keras.layers.Dense(h, "relu", kernel_initializer=init(i), name=f"enc_{i}")
+               for i, h in enumerate(config.hidden)]
             + [keras.layers.Dense(2 * d, kernel_initializer=init(10), name="enc_out")], name="encoder")
         widths = [] if config.decoder == "linear" else list(reversed(config.hidden))
         self.decoder = keras.Sequential(
             [keras.Input((d,))]
-            + [keras.layers.Dense(h, "relu", kernel_initializer=init(20 + i), name=f"dec_{i}") for i, h in enumerate(widths)]
+            + [keras.layers.Dense(h, "relu", kernel_initializer=init(20 + i), name=f"dec_{i}")
+               for i, h in enumerate(widths)]
             + [keras.layers.Dense(self.num_pixels, kernel_initializer=init(30), name="dec_out")], name="decoder")
         self.raw_sigma = None
         if config.learned_sigma:  # one σ for every pixel, starting at 1
@@ -180,3 +182,9 @@ def encode_mean(model: VAE, x, batch: int = 2000) -> np.ndarray:
 
 def decode_mean(model: VAE, z) -> np.ndarray:
     return np.asarray(model.mean_image(np.asarray(z, np.float32)))
+
+
+def sample_posterior(model: VAE, x_single, n: int, seed: int) -> np.ndarray:
+    """(n, d): draws z ~ q(z|x) for one image."""
+    q = model.posterior(np.asarray(x_single, np.float32)[None])
+    return np.asarray(q.sample(n, seed=tf_seed(seed, 3)))[:, 0, :]

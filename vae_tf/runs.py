@@ -321,7 +321,7 @@ def load_optimizer_state(path: Path, optimizer, variables):
     values = [arrays[k] for k in sorted(arrays)]
     if len(values) != len(optimizer.variables):
         raise CheckpointError(f"{file} holds {len(values)} arrays; the optimizer has {len(optimizer.variables)}")
-    for v, a in zip(optimizer.variables, values):
+    for v, a in zip(optimizer.variables, values, strict=True):
         if tuple(v.shape) != tuple(a.shape):
             raise CheckpointError(f"{file}: an array of shape {a.shape} does not fit {v.path} {tuple(v.shape)}")
         v.assign(a)

@@ -12,6 +12,7 @@ plain path train on the very same bits and ε.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import tensorflow as tf
 
@@ -31,7 +32,7 @@ def default_steps_per_call(config: Config, num_pixels: int) -> int:
     """Steps a call: ~CALL_FLOPS of matmuls (a step ≈ 3 × the forward pass), between 1 and STEPS_PER_CALL."""
     enc = [num_pixels, *config.hidden, 2 * config.latent_dim]
     dec = [config.latent_dim, *([] if config.decoder == "linear" else reversed(config.hidden)), num_pixels]
-    macs = sum(a * b for a, b in zip(enc, enc[1:])) + config.mc_samples * sum(a * b for a, b in zip(dec, dec[1:]))
+    macs = sum(a * b for a, b in pairwise(enc)) + config.mc_samples * sum(a * b for a, b in pairwise(dec))
     return max(1, min(STEPS_PER_CALL, int(CALL_FLOPS // (6 * config.batch_size * macs))))
 
 
@@ -80,7 +81,7 @@ def compile_run_steps(model, optimizer, strategy: tf.distribute.Strategy, steps_
             loss_, recon, kl = loss(model, x, eps, kl_weight)
             scaled = loss_ / replicas
         grads = tape.gradient(scaled, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return tf.stack([loss_, tf.reduce_mean(recon), tf.reduce_mean(kl)])
 
     # Several steps per call: Python and dispatch overhead is paid once per call, and XLA fuses

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -198,7 +198,7 @@ class Trainer:
             first = self.steps_done + 1
             self.steps_done += n  # the weights are now n steps on, whatever a callback does next
             rows = metrics.astype(float)
-            for j, (loss, recon, kl) in enumerate(rows):
+            for j, (_loss, recon, kl) in enumerate(rows):
                 sums += (recon - kl, recon, kl)
                 count += 1
                 self._record_step(first + j, recon - kl, recon, kl)

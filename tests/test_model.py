@@ -97,6 +97,11 @@ def test_numpy_helpers_match_the_methods(bern, x_grey):
     z = M.encode_mean(bern, x, batch=2)  # several batches, concatenated in order
     np.testing.assert_allclose(z, bern.encode_mean(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(M.decode_mean(bern, z), bern.mean_image(z), rtol=1e-6)
+    draws = M.sample_posterior(bern, x[0], 500, seed=4)
+    assert draws.shape == (500, LATENT)
+    np.testing.assert_array_equal(draws, M.sample_posterior(bern, x[0], 500, seed=4))  # stateless seeds
+    q = bern.posterior(x[:1])
+    np.testing.assert_allclose(draws.mean(0), q.mean().numpy()[0], atol=4 * q.stddev().numpy().max() / np.sqrt(500))
 
 
 # -- scale floors -------------------------------------------------------------------------

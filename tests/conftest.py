@@ -1,5 +1,7 @@
 """Shared fixtures: small data sets that make tiny models train in a second."""
 import os
+import shutil
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -44,3 +46,52 @@ def npz(tmp_path_factory, tiny_dataset):
     ds = tiny_dataset
     np.savez(path, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test)
     return path
+
+
+# -- the app's tests: a checkpoints root of shipped runs, and the app opened on a page -----------------------
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "app.py")
+SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian", "fashion-vae5", "fashion-iwae5")
+APP_TEST_FILES = {"test_app.py", "test_bad_input.py", "test_pages_beyond.py"}
+
+
+def pytest_collection_modifyitems(items):
+    """`-m "not app and not browser"` runs the library's tests alone."""
+    for item in items:
+        if item.path.name in APP_TEST_FILES:
+            item.add_marker(pytest.mark.app)
+
+
+def make_lab(tmp_path_factory, names=SHIPPED) -> Path:
+    """A checkpoints root holding copies of the named shipped runs (the repository's checkpoints/ is never written)."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    for name in names:
+        src = REPO / "checkpoints" / name
+        assert (src / "meta.json").is_file(), f"shipped run {name} is missing (checkpoints/make_shipped_runs.sh)"
+        shutil.copytree(src, root / name)
+    return root
+
+
+def open_app(run: str | None = None, page: str | None = None, session: dict | None = None,
+             params: dict | None = None, check: bool = False):
+    """The app after its first run, with the session state and URL parameters given, the active run picked
+    and then switched to `page` (AppTest cannot open a page of st.navigation before the first run)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    for k, v in (session or {}).items():
+        at.session_state[k] = v
+    for k, v in (params or {}).items():
+        at.query_params[k] = v
+    at.run()
+    if run:
+        at.selectbox(key="run.active").set_value(run).run()
+    if page:
+        at.switch_page(page).run()
+    if check:
+        assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)

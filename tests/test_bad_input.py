@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import APP, make_lab, open_app, texts
 from streamlit.testing.v1 import AppTest
 
-from vae_tf import checkpoints
+from vae_tf import runs
 from vae_tf.config import FIELDS, Config
 from vae_tf.data import MAX_NPZ_BYTES, DataError, load_npz
 
-REPO = Path(__file__).resolve().parent.parent
-APP = str(REPO / "app.py")
 SHIPPED = ("fashion-default", "fashion-2d")
-PAGES = ("pages/training.py", "pages/reconstruct.py", "pages/interpolate.py", "pages/log_px.py",
-         "pages/true_posterior.py", "pages/derivation.py", "pages/prior_proposal.py", "pages/latent_space.py",
-         "pages/compare_runs.py")
+PAGES = ("pages/train.py", "pages/reconstructions.py", "pages/interpolation.py", "pages/log-px.py",
+         "pages/posterior.py", "pages/theory.py", "pages/prior-sampling.py", "pages/latent-map.py",
+         "pages/compare.py")
 NUMERIC = [name for name, spec in FIELDS.items() if spec.kind in ("int", "float", "optional_int", "sigma")]
 
 
@@ -68,9 +66,7 @@ BAD_DIR_NAMES = ("bad name", "bell\x07run", "new\nline", "-dash")
 def lab(tmp_path_factory, fashion):
     from vae_tf.train import train
 
-    root = tmp_path_factory.mktemp("checkpoints")
-    for name in SHIPPED:
-        shutil.copytree(REPO / "checkpoints" / name, root / name)
+    root = make_lab(tmp_path_factory, SHIPPED)
     train(Config(latent_dim=1, hidden=(32,), epochs=1, max_train_images=512, seed=1), fashion, root / "tiny-1d")
     for name, (file, damage, _) in BROKEN.items():
         shutil.copytree(root / "tiny-1d", root / name)
@@ -94,27 +90,10 @@ def snapshot(root: Path) -> dict:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def open_app(run: str | None = None, page: str | None = None, session: dict | None = None,
-             params: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    for k, v in (session or {}).items():
-        at.session_state[k] = v
-    for k, v in (params or {}).items():
-        at.query_params[k] = v
-    at.run()
-    if run:
-        at.selectbox(key="run.active").set_value(run).run()
-    if page:
-        at.switch_page(page).run()
-    return at
-
-
 def no_exception(at):
     assert not at.exception, [e.message for e in at.exception]
 
 
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
 
 
 def settings(at):
@@ -215,31 +194,31 @@ def test_every_page_copes_with_a_1d_latent(lab, page):
 
 
 def test_the_latent_map_and_posterior_say_why_a_1d_latent_has_no_map(lab):
-    at = open_app(run="tiny-1d", page="pages/latent_space.py")
+    at = open_app(run="tiny-1d", page="pages/latent-map.py")
     assert "1-D latent" in texts(at.info) and "two dimensions" in texts(at.info)
-    at = open_app(run="tiny-1d", page="pages/true_posterior.py")
+    at = open_app(run="tiny-1d", page="pages/posterior.py")
     assert "1-D latent" in texts(at.info)
     assert any(b.label == "Use fashion-2d" for b in at.button)
 
 
 def test_the_grid_needs_a_2d_latent_in_the_library_too(lab):
-    from vae_tf import estimators
+    from vae_tf import exact
 
-    run = checkpoints.load_run(lab[0] / "tiny-1d")
+    run = runs.load_run(lab[0] / "tiny-1d")
     with pytest.raises(ValueError, match="the grid integral needs a 2-D latent; this model's latent has 1"):
-        estimators.grid_posterior(run.model, np.zeros(run.model.num_pixels, np.float32))
+        exact.grid_posterior(run.model, np.zeros(run.model.num_pixels, np.float32))
 
 
 @pytest.mark.parametrize("k, n", [(10**6, 200), (0, 200), (1000, 10**9), (1000, -5)])
 def test_log_px_settings_past_their_limits_fall_back(lab, k, n):
     """K past its largest choice (or below its smallest), or more images than the test set: the page
     computes with valid settings instead of failing (or of running for hours)."""
-    from ui import logpx
+    from ui import estimates
 
-    at = open_app(page="pages/log_px.py", session={"page.logpx.k": k, "page.logpx.n": n})
+    at = open_app(page="pages/log-px.py", session={"page.logpx.k": k, "page.logpx.n": n})
     no_exception(at)
-    assert at.select_slider(key="page.logpx.k").value in logpx.K_CHOICES
-    assert 10 <= at.number_input(key="page.logpx.n").value <= logpx.MAX_IMAGES
+    assert at.select_slider(key="page.logpx.k").value in estimates.K_CHOICES
+    assert 10 <= at.number_input(key="page.logpx.n").value <= estimates.MAX_IMAGES
     assert not at.error and at.get("plotly_chart")
 
 
@@ -247,13 +226,13 @@ def test_log_px_settings_past_their_limits_fall_back(lab, k, n):
 # (A page's own widgets with an infinite number in the URL are opened in the real browser, tests/test_browser.py:
 # AppTest opens a page other than the default one without app.py, which is where such values are dropped.)
 @pytest.mark.parametrize("page, params", [
-    ("pages/true_posterior.py", {"page.posterior.image": "99999", "page.posterior.samples": "1000"}),
-    ("pages/true_posterior.py", {"page.posterior.image": "-3", "page.posterior.view": "<script>"}),
-    ("pages/true_posterior.py", {"page.posterior.image": "abc"}),
-    ("pages/derivation.py", {"page.theory.image": "nan"}),
-    ("pages/prior_proposal.py", {"page.prior.repeats": "1000", "page.prior.k": "7"}),
-    ("pages/latent_space.py", {"page.latent.n": "123", "page.latent.side": "1e9"}),
-    ("pages/compare_runs.py", {"page.compare.runs": ["../etc", "fashion-2d", "nope"]}),
+    ("pages/posterior.py", {"page.posterior.image": "99999", "page.posterior.samples": "1000"}),
+    ("pages/posterior.py", {"page.posterior.image": "-3", "page.posterior.view": "<script>"}),
+    ("pages/posterior.py", {"page.posterior.image": "abc"}),
+    ("pages/theory.py", {"page.theory.image": "nan"}),
+    ("pages/prior-sampling.py", {"page.prior.repeats": "1000", "page.prior.k": "7"}),
+    ("pages/latent-map.py", {"page.latent.n": "123", "page.latent.side": "1e9"}),
+    ("pages/compare.py", {"page.compare.runs": ["../etc", "fashion-2d", "nope"]}),
 ], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={v[k]}" for k in v))
 def test_a_url_value_a_page_widget_cannot_take_falls_back_without_an_error(lab, page, params):
     """A shared link opens its page in the session's first run, so that is how these are opened."""
@@ -265,7 +244,7 @@ def test_a_url_value_a_page_widget_cannot_take_falls_back_without_an_error(lab, 
     no_exception(at)
     assert not at.error, texts(at.error)
     for key in params:
-        value = at.session_state[key] if key in at.session_state else None
+        value = at.session_state[key] if key in at.session_state else None  # noqa: SIM401 (AppTest state has no .get)
         assert str(value) not in params[key], (key, value)
 
 
@@ -312,7 +291,7 @@ def test_a_diverging_learning_rate_stops_with_a_message_and_keeps_the_last_good_
     message = texts(at.error)
     assert "training diverged" in message and "smaller learning_rate than 1" in message
     assert "Run **diverges** keeps its last good epoch (1 of 20)" in message
-    run = checkpoints.load_run(root / "diverges")  # the last good epoch loads
+    run = runs.load_run(root / "diverges")  # the last good epoch loads
     assert run.meta["status"] == "diverged" and run.meta["epochs_done"] == 1 and len(run.history["epochs"]) == 1
     assert all(np.all(np.isfinite(w)) for w in run.model.named_weights().values())
     assert at.selectbox(key="run.active").value == "fashion-default"  # not switched to a diverged run
@@ -323,7 +302,7 @@ def test_a_diverging_learning_rate_stops_with_a_message_and_keeps_the_last_good_
     table = at.dataframe[0].value.set_index("name")
     assert table.loc["diverges", "status"] == "diverged"
     at.selectbox(key="run.active").set_value("diverges").run()
-    at.switch_page("pages/reconstruct.py").run()
+    at.switch_page("pages/reconstructions.py").run()
     no_exception(at)
     assert not at.error and at.get("plotly_chart")
 
@@ -352,7 +331,7 @@ def test_a_broken_or_unknown_active_run_falls_back_to_the_default(lab, name):
         no_exception(at)
         assert at.selectbox(key="run.active").value == "fashion-default"
         assert not at.error, texts(at.error)
-    at.switch_page("pages/reconstruct.py").run()
+    at.switch_page("pages/reconstructions.py").run()
     no_exception(at)
     assert at.get("plotly_chart") and not at.error
     assert snapshot(root) == before  # looking never writes
@@ -408,7 +387,7 @@ def test_a_tab_closed_before_the_first_step_leaves_no_folder_and_frees_the_slot(
     done yet no session reruns to tidy up, so train() itself removes the empty run folder."""
     from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
-    from ui import loaders
+    from ui import cache
     from vae_tf.train import Trainer
 
     root, _ = lab
@@ -421,19 +400,19 @@ def test_a_tab_closed_before_the_first_step_leaves_no_folder_and_frees_the_slot(
                            "page.train.name": "closed-early"})
     at.button(key="train.go").click().run()
     assert not (root / "closed-early").exists()
-    assert not loaders.training_slots().busy
+    assert not cache.training_slots().busy
 
 
 def test_a_second_session_is_told_to_wait_and_the_first_one_finishes(lab):
     """Session A holds the only training slot (as while it trains); session B's Train gives the message
     and writes nothing; when A's slot is free, B trains."""
-    from ui import loaders
+    from ui import cache
 
     root, _ = lab
     tiny = {"hp.max_train_images": 512, "hp.hidden": "32", "hp.epochs": 1, "hp.latent_dim": 2,
             "page.train.name": "second-session"}
     b = open_app(session=tiny)
-    slots = loaders.training_slots()
+    slots = cache.training_slots()
     assert slots.try_acquire()  # session A's training
     try:
         b.button(key="train.go").click().run()
@@ -444,7 +423,7 @@ def test_a_second_session_is_told_to_wait_and_the_first_one_finishes(lab):
     assert not b.button(key="train.go").disabled  # try again later: the button works
     b.button(key="train.go").click().run()
     no_exception(b)
-    assert checkpoints.read_meta(root / "second-session")["status"] == "complete"
+    assert runs.read_meta(root / "second-session")["status"] == "complete"
 
 
 # -- uploads ----------------------------------------------------------------------------------------------

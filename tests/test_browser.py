@@ -61,7 +61,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "VAE_LAB_CHECKPOINTS": str(root), "VAE_LAB_UPLOADS": str(uploads),
                "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-        self.log = open(log, "wb")
+        self.log = open(log, "wb")  # noqa: SIM115 (open for the server's whole life; closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
              "--server.port", str(self.port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
@@ -170,7 +170,8 @@ def wait_ready(pg, timeout: float = 120, settle: float = 0.6):
                  and pg.locator('[data-testid="stMain"] h1').count() > 0
                  # elements load their code lazily (plotly's is large): a grey skeleton stands in meanwhile
                  and pg.locator('[data-testid="stSkeleton"]').count() == 0
-                 and pg.locator('[data-testid="stPlotlyChart"]').count() == pg.locator(f"[data-testid='stPlotlyChart'] {CHART}").count())
+                 and pg.locator('[data-testid="stPlotlyChart"]').count()
+                 == pg.locator(f"[data-testid='stPlotlyChart'] {CHART}").count())
         if not ready:
             since = None
         elif since is None:
@@ -294,7 +295,7 @@ def meta(server, name: str) -> dict:
 
 
 def assert_run_loads(server, name: str):
-    from vae_tf.checkpoints import list_runs, load_run
+    from vae_tf.runs import list_runs, load_run
 
     run = load_run(server.root / name)
     assert run.meta["steps_done"] > 0 and run.history["epochs"]

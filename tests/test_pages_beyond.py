@@ -2,24 +2,18 @@
 map and Compare runs, each asserted on the numbers it shows and the data it draws, checked against the
 library; and the links that reopen a view. Runs live in a temporary copy of the shipped ones."""
 import math
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import APP, SHIPPED, make_lab, open_app, texts
 from plotly_spec import charts, traces
 from streamlit.testing.v1 import AppTest
 
-REPO = Path(__file__).resolve().parent.parent
-APP = str(REPO / "app.py")
-SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian", "fashion-vae5", "fashion-iwae5")
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    root = tmp_path_factory.mktemp("checkpoints")
-    for name in SHIPPED:
-        shutil.copytree(REPO / "checkpoints" / name, root / name)
+    root = make_lab(tmp_path_factory)
     mp = pytest.MonkeyPatch()
     mp.setenv("VAE_LAB_CHECKPOINTS", str(root))
     yield root
@@ -28,28 +22,14 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(lab, fashion):
-    from vae_tf.checkpoints import load_run
+    from vae_tf.runs import load_run
 
     return {name: load_run(lab / name) for name in SHIPPED}
 
 
-def open_page(page: str, run: str | None = None, params: dict | None = None) -> AppTest:
-    """The app with the active run and URL query parameters given, switched to `page` after its first run.
-    (AppTest cannot open a page of st.navigation directly: switched to before the first run, the page
-    runs on its own, without app.py.)"""
-    at = AppTest.from_file(APP, default_timeout=120)
-    if run:
-        at.session_state["run.active"] = run
-    for k, v in (params or {}).items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
+def open_page(page: str, run: str | None = None, params: dict | None = None):
+    """The app with the active run and URL parameters given (as session state, not picked), then `page`."""
+    return open_app(page=page, session={"run.active": run} if run else None, params=params, check=True)
 
 
 def metric(at, label_start: str) -> float:
@@ -60,7 +40,7 @@ def metric(at, label_start: str) -> float:
 
 # -- True posterior -----------------------------------------------------------------------------------------
 def test_posterior_page_offers_the_2d_run_for_another_latent(lab):
-    at = open_page("pages/true_posterior.py", run="fashion-default")
+    at = open_page("pages/posterior.py", run="fashion-default")
     assert "20-D latent" in texts(at.info) and not at.get("plotly_chart")
     at.button(key="posterior.use2d").click().run()
     assert not at.exception
@@ -69,11 +49,11 @@ def test_posterior_page_offers_the_2d_run_for_another_latent(lab):
 
 
 def test_posterior_page_draws_p_and_q_and_its_kl_equals_the_gap(lab, runs, fashion):
-    from vae_tf import estimators
+    from vae_tf import exact
 
-    at = open_page("pages/true_posterior.py", run="fashion-2d")
+    at = open_page("pages/posterior.py", run="fashion-2d")
     model, x = runs["fashion-2d"].model, fashion.test_images("bernoulli")
-    g = estimators.grid_posterior(model, x[0], n=101, max_n=201, tol=1e-2)
+    g = exact.grid_posterior(model, x[0], n=101, max_n=201, tol=1e-2)
     kl, gap = metric(at, "grid KL"), metric(at, "estimated gap")
     assert kl == pytest.approx(g.kl_q_posterior, abs=1e-3)
     assert abs(kl - gap) < 0.1  # q fits image 0: the grid's KL and the estimators' gap agree
@@ -99,7 +79,7 @@ def test_posterior_page_draws_p_and_q_and_its_kl_equals_the_gap(lab, runs, fashi
 def test_posterior_page_shows_where_q_misses_the_mode(lab):
     """Image #5 of fashion-2d: q sits on a weak mode, so sampling from q misses most of p(x); the page
     says so instead of claiming agreement."""
-    at = open_page("pages/true_posterior.py", run="fashion-2d", params={"page.posterior.image": "5"})
+    at = open_page("pages/posterior.py", run="fashion-2d", params={"page.posterior.image": "5"})
     assert at.number_input(key="page.posterior.image").value == 5
     kl, gap = metric(at, "grid KL"), metric(at, "estimated gap")
     assert kl - gap > 10
@@ -111,7 +91,7 @@ def test_posterior_page_shows_where_q_misses_the_mode(lab):
 def test_theory_page_substitutes_the_runs_own_numbers(lab, runs, fashion):
     from vae_tf import estimators, theory
 
-    at = open_page("pages/derivation.py", run="fashion-default", params={"page.theory.image": "3"})
+    at = open_page("pages/theory.py", run="fashion-default", params={"page.theory.image": "3"})
     model, x = runs["fashion-default"].model, fashion.test_images("bernoulli")
     d = theory.derivation(model, x[3], num_samples=5000, seed=0)
     est = estimators.estimate_log_px(model, x[3:4], k=5000, seed=0)
@@ -129,13 +109,14 @@ def test_theory_page_substitutes_the_runs_own_numbers(lab, runs, fashion):
 
 
 def test_theory_page_with_a_gaussian_decoder(lab, runs, fashion):
-    from vae_tf import estimators, theory
+    from vae_tf import exact as closed_form
+    from vae_tf import theory
 
-    at = open_page("pages/derivation.py", run="fashion-linear-gaussian")
+    at = open_page("pages/theory.py", run="fashion-linear-gaussian")
     model, x = runs["fashion-linear-gaussian"].model, fashion.test_images("gaussian")
     d = theory.derivation(model, x[0], num_samples=5000, seed=0)
     latex = " ".join(e.value for e in at.latex)
-    exact = float(estimators.exact_log_px(model, x[:1])[0])
+    exact = float(closed_form.exact_log_px(model, x[:1])[0])
     assert f"{exact:.3f}" in latex and exact > 0
     for v in (d.loss, d.error_term, d.log_norm):
         assert f"{v:.3f}" in latex
@@ -145,7 +126,7 @@ def test_theory_page_with_a_gaussian_decoder(lab, runs, fashion):
 
 # -- Why not sample the prior? --------------------------------------------------------------------------------
 def test_prior_page_shows_an_ess_near_one_for_the_prior(lab, runs, fashion):
-    at = open_page("pages/prior_proposal.py", run="fashion-default",
+    at = open_page("pages/prior-sampling.py", run="fashion-default",
                    params={"page.prior.repeats": "4", "page.prior.k": "1000"})
     table = at.dataframe[0].value
     prior, post = table.iloc[0], table.iloc[1]
@@ -163,7 +144,7 @@ def test_prior_page_shows_an_ess_near_one_for_the_prior(lab, runs, fashion):
 
 # -- Latent map -------------------------------------------------------------------------------------------
 def test_latent_map_colours_codes_by_class_and_decodes_a_grid(lab, runs, fashion):
-    at = open_page("pages/latent_space.py", run="fashion-2d", params={"page.latent.n": "1000", "page.latent.side": "6"})
+    at = open_page("pages/latent-map.py", run="fashion-2d", params={"page.latent.n": "1000", "page.latent.side": "6"})
     scatter, shown, manifold = charts(at)
     classes = [t for t in scatter["data"] if t["type"] == "scattergl"]
     assert len(classes) == 10
@@ -177,7 +158,7 @@ def test_latent_map_colours_codes_by_class_and_decodes_a_grid(lab, runs, fashion
 
 
 def test_latent_map_of_a_20d_run_is_a_pca_projection(lab):
-    at = open_page("pages/latent_space.py", run="fashion-default", params={"page.latent.n": "500"})
+    at = open_page("pages/latent-map.py", run="fashion-default", params={"page.latent.n": "500"})
     scatter = charts(at)[0]
     assert scatter["layout"]["xaxis"]["title"]["text"].startswith("PC1")
     assert "principal axes" in texts(at.markdown)
@@ -185,9 +166,9 @@ def test_latent_map_of_a_20d_run_is_a_pca_projection(lab):
 
 # -- Compare runs -------------------------------------------------------------------------------------------
 def test_compare_page_draws_every_runs_curves_and_a_vae_beside_an_iwae(lab):
-    from ui import compare, loaders
+    from ui import cache, estimates, server
 
-    at = open_page("pages/compare_runs.py", run="fashion-2d",
+    at = open_page("pages/compare.py", run="fashion-2d",
                    params={"page.compare.runs": ["fashion-2d", "fashion-linear-gaussian"]})
     assert at.multiselect(key="page.compare.runs").value == ["fashion-2d", "fashion-linear-gaussian"]
     assert "not on one scale" in texts(at.warning)
@@ -203,13 +184,13 @@ def test_compare_page_draws_every_runs_curves_and_a_vae_beside_an_iwae(lab):
     assert at.selectbox(key="page.compare.pair.a").value == "fashion-vae5"
     assert at.selectbox(key="page.compare.pair.b").value == "fashion-iwae5"
     at.button(key="page.compare.pair.go").click().run()
-    jobs = [compare.job(name) for name in compare.IWAE_PAIR]
+    jobs = [estimates.job(name) for name in server.IWAE_PAIR]
     assert all(j is not None and j.finished.wait(180) for j in jobs)
     at.run()
     assert not at.exception
     bounds = at.dataframe[-1].value.set_index("run")
     lp = "log p(x), K = 1000"
-    for name in compare.IWAE_PAIR:
+    for name in server.IWAE_PAIR:
         row = bounds.loc[name]
         assert row["ELBO"] <= row["L_5"] <= row["L_50"] <= row[lp] + 1e-9
         assert row["gap"] == pytest.approx(row[lp] - row["ELBO"])
@@ -220,7 +201,7 @@ def test_compare_page_draws_every_runs_curves_and_a_vae_beside_an_iwae(lab):
     assert lines["fashion-iwae5"]["y"][-1] == pytest.approx(bounds.loc["fashion-iwae5", lp])
     assert "An IWAE maximises L_k" in texts(at.markdown)
     for j in jobs:
-        loaders.job_registry().discard(j.key)
+        cache.job_registry().discard(j.key)
 
 
 # -- links --------------------------------------------------------------------------------------------------
@@ -228,7 +209,7 @@ def test_a_link_reopens_the_run_the_hyperparameters_and_a_pages_choices(lab):
     link = {"run.active": "fashion-2d", "hp.latent_dim": "2", "hp.likelihood": "gaussian", "hp.sigma_learned": "true",
             "hp.hidden": "64,32", "hp.learning_rate": "0.0003", "page.posterior.image": "5",
             "page.posterior.view": "log density", "page.posterior.zoom": "the prior (±4)"}
-    at = open_page("pages/true_posterior.py", params=link)
+    at = open_page("pages/posterior.py", params=link)
     assert at.selectbox(key="run.active").value == "fashion-2d"
     assert at.number_input(key="hp.latent_dim").value == 2
     assert at.radio(key="hp.likelihood").value == "gaussian" and at.toggle(key="hp.sigma_learned").value
@@ -261,7 +242,7 @@ def test_a_stale_link_falls_back_to_the_defaults_with_a_notice(lab):
         assert key not in at.query_params
     # the page's own settings are checked when the page is first drawn
     at.selectbox(key="run.active").set_value("fashion-2d").run()
-    at.switch_page("pages/true_posterior.py").run()
+    at.switch_page("pages/posterior.py").run()
     assert not at.exception
     notice = texts(at.warning)
     assert "page.posterior.image=99999" in notice and "page.posterior.view=bogus" in notice

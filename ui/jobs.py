@@ -10,13 +10,14 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from typing import Any, Callable, Hashable
+from typing import Any
+from collections.abc import Callable, Hashable
 
 MAX_FINISHED = 48
 
 
 class Job:
-    def __init__(self, key: Hashable, fn: Callable[["Job"], Any], label: str = ""):
+    def __init__(self, key: Hashable, fn: Callable[[Job], Any], label: str = ""):
         self.key, self.label = key, label
         self.done, self.total = 0, 1
         self.result: Any = None
@@ -122,3 +123,25 @@ class Jobs:
         finished = [k for k, j in self._jobs.items() if not j.running]
         for k in finished[: max(0, len(finished) - self.max_finished)]:
             del self._jobs[k]
+
+
+class TrainingSlots:
+    """A counting semaphore with a non-blocking acquire and a readable count: caps concurrent trainings."""
+
+    def __init__(self, size: int):
+        self.size, self.used, self._lock = size, 0, threading.Lock()
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self.used >= self.size:
+                return False
+            self.used += 1
+            return True
+
+    def release(self):
+        with self._lock:
+            self.used = max(0, self.used - 1)
+
+    @property
+    def busy(self) -> bool:
+        return self.used >= self.size

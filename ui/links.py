@@ -9,6 +9,8 @@ the widget keeps its default; `report` says so, so that a stale link does not fa
 from __future__ import annotations
 
 import math
+import runpy
+from pathlib import Path
 
 import streamlit as st
 
@@ -16,6 +18,7 @@ PENDING = "links.pending"  # {key: [values]}: the opening URL's parameters not y
 OURS = ("run.", "hp.", "page.")  # key prefixes of the bound widgets (ui/state.py's naming)
 IGNORED = frozenset({"embed", "embed_options"})  # Streamlit's own
 TEXT = frozenset({"run.active"})  # bound widgets whose values are names: a run may be called "inf"
+APP = Path(__file__).resolve().parent.parent / "app.py"
 
 
 def remember():
@@ -103,3 +106,19 @@ def _drop(key: str):
         del st.query_params[key]
     except Exception:  # noqa: BLE001  (bound to some widget after all: Streamlit keeps it)
         pass
+
+
+def run_page(body):
+    """Run a page's body, or hand a deep link's first visit over to app.py.
+
+    Until app.py's st.navigation has run once in a server (AppTest: in each run), Streamlit treats the
+    pages/ folder as an old-style multipage app and runs the page file whose name matches the URL
+    (/log-px → pages/log-px.py) on its own, without the sidebar. Such a run executes app.py instead,
+    whose st.navigation resolves the same URL to this page and runs it with the sidebar.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        runpy.run_path(str(APP), run_name="__main__")
+    else:
+        body()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from vae_tf.checkpoints import RUN_NAME_RE, CheckpointError
 from vae_tf.config import DATASETS, FIELDS, Config, ConfigError
+from vae_tf.runs import RUN_NAME_RE, CheckpointError, RunRef
 
-from . import loaders, state
+from . import cache, catalog, server, session
 
 DEFAULTS = Config()
 HP = "hp."  # widget key prefix of the hyperparameters
@@ -31,7 +31,7 @@ LABELS = {"latent_dim": "latent dimensions", "hidden": "hidden layers", "learnin
 
 @dataclass
 class Settings:
-    """What the sidebar decided for this script run; pages read it with ui.common.settings()."""
+    """What the sidebar decided for this script run; pages read it with ui.active.settings()."""
     root: Path
     run_name: str | None
     run_stamp: int
@@ -41,6 +41,10 @@ class Settings:
     config: Config | None = None
     config_error: str | None = None
     training: bool = False  # a training of this session is starting: widgets are disabled
+
+    @property
+    def ref(self) -> RunRef | None:
+        return RunRef(str(self.root), self.run_name, self.run_stamp) if self.run_name else None
 
 
 def default_values() -> dict:
@@ -74,10 +78,9 @@ def copy_active_run():
 
 
 def _active_summary():
-    name = st.session_state.get(state.ACTIVE_RUN)
-    root = state.checkpoints_root()
+    name = st.session_state.get(session.ACTIVE_RUN)
     try:
-        return loaders.run_summary(str(root), name, state.run_stamp(name, root)) if name else None
+        return cache.run_summary(catalog.ref(name)) if name else None
     except CheckpointError:
         return None
 
@@ -90,35 +93,29 @@ def _init_state():
             st.session_state.setdefault(HP + "sigma", DEFAULTS.sigma if DEFAULTS.sigma != "learned" else 0.1)
         else:
             st.session_state.setdefault(HP + name, values[name])
-    st.session_state.setdefault(state.UPLOADS, {})
+    st.session_state.setdefault(session.UPLOADS, {})
 
 
 # -- the active run ---------------------------------------------------------------------------
 def _run_picker(root: Path, disabled: bool):
-    names, broken = [], {}
-    for name in state.run_names(root):
-        problem = loaders.run_problem(str(root), name, state.run_stamp(name, root))
-        if problem:
-            broken[name] = problem
-        else:
-            names.append(name)
+    names, broken = catalog.loadable(root)
     if broken:  # a run that cannot load is not offered (a page would only say so): list them with the reason
         st.sidebar.caption("Not listed, as they cannot be loaded: "
                            + "; ".join(f"`{n if RUN_NAME_RE.fullmatch(n) else repr(n)}` ({why})"
                                        for n, why in broken.items())
                            + ". The table of runs on the Train page lists them too.")
     if not names:
-        st.sidebar.info(f"No runs in {root} yet: train one on the Train page.")
+        st.sidebar.info("No runs on this server yet: train one on the Train page.")
         return None
-    default = state.DEFAULT_RUN if state.DEFAULT_RUN in names else names[0]
-    current = st.session_state.get(state.ACTIVE_RUN)
+    default = server.DEFAULT_RUN if server.DEFAULT_RUN in names else names[0]
+    current = st.session_state.get(session.ACTIVE_RUN)
     if current not in names:  # first open, or the run was removed
-        st.session_state[state.ACTIVE_RUN] = default
+        st.session_state[session.ACTIVE_RUN] = default
     # bound to the URL (?run.active=…), which leaves out the widget's default: that must be the same default
-    return st.sidebar.selectbox("Active run", names, index=names.index(default), key=state.ACTIVE_RUN,
+    return st.sidebar.selectbox("Active run", names, index=names.index(default), key=session.ACTIVE_RUN,
                                 disabled=disabled, bind="query-params",
-                                help="The trained model every page shows. Runs live in "
-                                     f"{root}; a finished training becomes the active run.")
+                                help="The trained model every page shows. Runs live in checkpoints/; "
+                                     "a finished training becomes the active run.")
 
 
 def _run_glance(summary: dict):
@@ -141,7 +138,7 @@ def _run_glance(summary: dict):
 def dataset_label(name: str) -> str:
     if name in DATASETS:
         return name
-    uploads = st.session_state.get(state.UPLOADS, {})
+    uploads = st.session_state.get(session.UPLOADS, {})
     return f"upload: {uploads.get(name, Path(name).name)}"
 
 
@@ -153,7 +150,7 @@ def _widget(spec, disabled: bool):
     default = default_values()[spec.name]
     kw = dict(key=key, help=spec.help, disabled=disabled, bind="query-params")
     if spec.name == "dataset":
-        options = list(DATASETS) + [p for p in st.session_state[state.UPLOADS] if p not in DATASETS]
+        options = list(DATASETS) + [p for p in st.session_state[session.UPLOADS] if p not in DATASETS]
         if st.session_state.get(key) not in options:
             options.append(st.session_state[key])
         return st.selectbox("data set", options, index=options.index(default), format_func=dataset_label, **kw)
@@ -214,14 +211,14 @@ def _hyperparameters(disabled: bool, expanded: bool) -> tuple[dict, Config | Non
 def render(page_url: str = "") -> Settings:
     """Draw the sidebar; store and return this run's Settings."""
     _init_state()
-    root = state.checkpoints_root()
-    training = bool(st.session_state.get(state.TRAIN_REQUEST))
+    root = server.checkpoints_root()
+    training = bool(st.session_state.get(session.TRAIN_REQUEST))
     name = _run_picker(root, disabled=training)
     summary, error, stamp = None, None, 0
     if name:
-        stamp = state.run_stamp(name, root)
+        stamp = RunRef.of(name, root).stamp
         try:
-            summary = loaders.run_summary(str(root), name, stamp)
+            summary = cache.run_summary(RunRef(str(root), name, stamp))
             _run_glance(summary)
         except CheckpointError as e:
             error = str(e)
@@ -230,6 +227,6 @@ def render(page_url: str = "") -> Settings:
     if config_error:
         st.sidebar.error(f"Hyperparameters: {config_error}", icon=":material/error:")
     settings = Settings(root, name, stamp, summary, error, values, config, config_error, training)
-    st.session_state[state.SETTINGS] = settings
+    st.session_state[session.SETTINGS] = settings
     return settings
 

@@ -11,23 +11,21 @@ therefore waits for the old run's `done` event before it reads the run and makes
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
-from vae_tf import checkpoints, plots
+from vae_tf import plots, runs
 from vae_tf.config import Config
-from vae_tf.data import DataError, load_npz
+from vae_tf.data import DataError
 
-from . import common, loaders, sidebar, state
+from . import cache, server, session, sidebar, widgets
+from .session import flash
 
-UI_INTERVAL = 0.2  # seconds between progress updates (~5/s)
+UI_INTERVAL = 0.2  # seconds between progress updates
 CHART_INTERVAL = 1.0  # seconds between redraws of the live curves
 
 
@@ -43,51 +41,51 @@ def suggest_name(root: Path) -> str:
 def name_problem(name: str, root: Path) -> str | None:
     """Why `name` cannot be used for a new run, or None."""
     try:
-        path = checkpoints.run_dir(name, root)
-    except checkpoints.CheckpointError as e:
+        path = runs.run_dir(name, root)
+    except runs.CheckpointError as e:
         return str(e)
     if path.exists():
         return f"a run named {name!r} already exists; choose another name (runs are never overwritten)"
     return None
 
 
-def request(name_key: str = state.TRAIN_NAME):
+def request(name_key: str = session.TRAIN_NAME):
     """The Train button's callback: runs before the script, so the sidebar draws disabled widgets."""
     config, _ = sidebar.config_from_state()
     if config is not None:
-        st.session_state[state.TRAIN_REQUEST] = {"name": st.session_state.get(name_key, ""), "config": config}
+        st.session_state[session.TRAIN_REQUEST] = {"name": st.session_state.get(name_key, ""), "config": config}
 
 
 # -- after a training (finished, stopped, or interrupted by any rerun) ------------------------------------
 def finalize():
     """Called by app.py before the sidebar: make this session's last training the active run."""
-    entry = st.session_state.pop(state.TRAIN_IN_PROGRESS, None)
+    entry = st.session_state.pop(session.TRAIN_IN_PROGRESS, None)
     if not entry:
         return
     name, done = entry["name"], entry["done"]
     if not done.is_set():  # the interrupted run is still saving its last steps
         with st.spinner(f"Saving the steps of {name} done so far…"):
             done.wait(timeout=300)
-    root = state.checkpoints_root()
+    root = server.checkpoints_root()
     path = root / name
-    if not (path / "meta.json").is_file():
+    if not runs.is_run(path):
         _remove_if_empty(path)
-        common.flash("warning", f"Training of **{name}** stopped before its first step finished; nothing was saved.")
+        flash("warning", f"Training of **{name}** stopped before its first step finished; nothing was saved.")
         return
-    meta = checkpoints.read_meta(path)
-    st.session_state[state.TRAIN_NAME] = suggest_name(root)  # the name is taken now
+    meta = runs.read_meta(path)
+    st.session_state[session.TRAIN_NAME] = suggest_name(root)  # the name is taken now
     if meta.get("status") == "diverged":  # its last good epoch is kept; the active run stays as it was
-        common.flash("error", entry.get("message") or f"Training of **{name}** diverged.")
+        flash("error", entry.get("message") or f"Training of **{name}** diverged.")
         return
-    st.session_state[state.ACTIVE_RUN] = name
+    st.session_state[session.ACTIVE_RUN] = name
     epochs = meta.get("epochs_done", 0)
     if meta.get("status") == "stopped":
-        common.flash("info", f"Training stopped after {meta.get('steps_done')} steps ({epochs:.2f} epochs). "
+        flash("info", f"Training stopped after {meta.get('steps_done')} steps ({epochs:.2f} epochs). "
                              f"The steps done are saved as run **{name}**, now the active run.")
     else:
-        final = (checkpoints.read_json(path / "history.json").get("epochs") or [{}])[-1]
+        final = runs.read_summary(path)["final"]
         elbo = final.get("test_elbo")
-        common.flash("success", f"Trained **{name}** for {epochs:g} epochs"
+        flash("success", f"Trained **{name}** for {epochs:g} epochs"
                                 + (f": test ELBO {elbo:.2f} nats/image" if elbo is not None else "")
                                 + ". It is now the active run.")
 
@@ -118,9 +116,10 @@ class LiveView:
         now = time.perf_counter()
         if now - self.last_ui >= UI_INTERVAL or r.step == r.total_steps:
             self.last_ui = now
-            self.bar.progress(r.step / r.total_steps,
-                              text=f"step {r.step:,} of {r.total_steps:,} · epoch {r.epoch:.2f} of {self.config.epochs}")
-            self.stats.markdown(f"**{r.images_per_sec:,.0f}** images/s · ETA **{common.fmt_seconds(r.eta_seconds)}** · "
+            self.bar.progress(r.step / r.total_steps, text=f"step {r.step:,} of {r.total_steps:,} · "
+                                                           f"epoch {r.epoch:.2f} of {self.config.epochs}")
+            self.stats.markdown(f"**{r.images_per_sec:,.0f}** images/s · "
+                                f"ETA **{widgets.fmt_seconds(r.eta_seconds)}** · "
                                 f"ELBO {r.elbo:.1f} = reconstruction {r.recon:.1f} − KL {r.kl:.1f} nats/image")
         if now - self.last_chart >= CHART_INTERVAL:
             self.last_chart = now
@@ -146,17 +145,17 @@ def train(request: dict):
     from vae_tf.train import Trainer, TrainingDiverged  # deferred: TensorFlow
 
     name, config = request["name"], request["config"]
-    root = state.checkpoints_root()
+    root = server.checkpoints_root()
     problem = name_problem(name, root)
     if problem:
         _refuse("error", f"Cannot train: {problem}.")
-    slots = loaders.training_slots()
+    slots = cache.training_slots()
     if not slots.try_acquire():
         _refuse("warning", "Another training is running, wait or try a smaller run.")
-    path = checkpoints.run_dir(name, root)
+    path = runs.run_dir(name, root)
     try:
         try:
-            dataset = loaders.dataset(config.dataset)
+            dataset = cache.dataset(config.dataset)
         except DataError as e:
             _refuse("error", f"Cannot load the data set: {e}")
         try:
@@ -169,7 +168,7 @@ def train(request: dict):
         except BaseException:
             # Stopped before the first save (a tab closed while the step compiled): no session reruns to
             # clean up after it, so an empty run directory would be left claiming the name.
-            if not (path / "meta.json").is_file():
+            if not runs.is_run(path):
                 _remove_if_empty(path)
             raise
     finally:
@@ -180,7 +179,7 @@ def train(request: dict):
 def _refuse(kind: str, message: str):
     """Say why on the next script run, and start it now: this run drew the sidebar and the Train button
     disabled for the training it expected, and a disabled widget cannot be clicked to fix the setting."""
-    common.flash(kind, message)
+    flash(kind, message)
     st.rerun()
 
 
@@ -192,7 +191,7 @@ def _train_into(path: Path, name: str, config: Config, dataset, Trainer, Trainin
         _remove_if_empty(path)
         _refuse("error", f"Cannot train: {e}")
     done = threading.Event()  # set once fit() has returned or raised, i.e. after the Trainer's last save
-    st.session_state[state.TRAIN_IN_PROGRESS] = {"name": name, "done": done}
+    st.session_state[session.TRAIN_IN_PROGRESS] = {"name": name, "done": done}
     st.button("Stop", key="train.stop", icon=":material/stop_circle:",
               help="Stop after the steps being computed now; every finished step is saved as the run.")
     with st.status(f"Training **{name}** — {trainer.total_steps:,} steps on {trainer.num_train:,} images",
@@ -202,80 +201,22 @@ def _train_into(path: Path, name: str, config: Config, dataset, Trainer, Trainin
             trainer.fit(on_step=view.on_step, on_epoch=view.on_epoch)
         except TrainingDiverged as e:
             done.set()
-            st.session_state.pop(state.TRAIN_IN_PROGRESS, None)
+            st.session_state.pop(session.TRAIN_IN_PROGRESS, None)
             status.update(label="Training diverged", state="error")
             _remove_if_empty(path)
-            if (path / "meta.json").is_file():
-                meta = _mark_diverged(path, str(e))
+            if runs.is_run(path):
+                meta = runs.mark_diverged(path, str(e))
                 # finalize(), on the next run, gives the message and a fresh name (this one is taken)
-                st.session_state[state.TRAIN_IN_PROGRESS] = {
+                st.session_state[session.TRAIN_IN_PROGRESS] = {
                     "name": name, "done": done,
                     "message": f"{e}. Run **{name}** keeps its last good epoch ({meta.get('epochs_done', 0):g} of "
                                f"{config.epochs}); it loads like any other run, marked diverged in the table of runs."}
                 st.rerun()
-            _refuse("error", f"{e}." + ("" if "nothing was saved" in str(e) else " No epoch had finished: nothing was saved."))
+            saved = "" if "nothing was saved" in str(e) else " No epoch had finished: nothing was saved."
+            _refuse("error", f"{e}.{saved}")
         finally:
             done.set()
         status.update(label=f"Trained **{name}**", state="complete")
-
-
-def _mark_diverged(path: Path, message: str) -> dict:
-    """The run's files are the last good epoch's, with status "training": say that it will not go on."""
-    meta = checkpoints.read_meta(path)
-    meta.update(status="diverged", diverged=message)
-    checkpoints.atomic_write_bytes(path / "meta.json", json.dumps(meta, indent=2).encode())
-    return meta
-
-
-# -- uploads ---------------------------------------------------------------------------------------------
-def on_upload(key: str = "page.train.upload"):
-    """The uploader's callback: check the file with the library, keep a valid one under uploads/,
-    and make it the data set of the next run."""
-    f = st.session_state.get(key)
-    if f is None:
-        return
-    data = f.getvalue()
-    try:
-        ds = load_npz(data, name=f.name)
-    except DataError as e:
-        st.session_state[state.UPLOAD_RESULT] = ("error", f"Upload not accepted: {e}")
-        return
-    folder = state.uploads_root()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.npz"  # same content, same file
-    if not path.exists():
-        checkpoints.atomic_write_bytes(path, data)
-    st.session_state.setdefault(state.UPLOADS, {})[str(path)] = f.name
-    st.session_state["hp.dataset"] = str(path)
-    h, w = ds.image_shape
-    labels = f", {len(ds.class_names)} classes" if ds.class_names else ", no labels"
-    st.session_state[state.UPLOAD_RESULT] = (
-        "success", f"{f.name}: {len(ds.x_train):,} training and {len(ds.x_test):,} test images of {h}×{w} pixels"
-                   f"{labels}. It is now the data set of the next run (sidebar).")
-
-
-# -- the table of runs -----------------------------------------------------------------------------------
-RUN_COLUMNS = ["name", "status", "test_elbo", "log_px", "dataset", "latent_dim", "hidden", "decoder", "likelihood",
-               "sigma", "objective", "mc_samples", "beta", "learning_rate", "batch_size", "epochs_done",
-               "train_elbo", "updated"]
-
-
-def runs_table(root: Path) -> pd.DataFrame:
-    df = checkpoints.list_runs(root) if root.is_dir() else pd.DataFrame(columns=RUN_COLUMNS)
-    if df.empty:
-        return pd.DataFrame(columns=RUN_COLUMNS)
-    df = df[[c for c in RUN_COLUMNS + ["error"] if c in df.columns]].copy()
-    # list_runs reads the JSON files; the sidebar's check also reads names and the weights file
-    df["error"] = [e if e else (loaders.run_problem(str(root), n, state.run_stamp(n, root)) or "")
-                   for n, e in zip(df["name"], df["error"].fillna(""))]
-    # sigma mixes numbers and "learned"; dataset may be a long path: show both as short text
-    df["sigma"] = [("" if lk != "gaussian" else str(s)) for s, lk in zip(df["sigma"], df["likelihood"])]
-    df["dataset"] = [Path(d).name if isinstance(d, str) and d.endswith(".npz") else d for d in df["dataset"]]
-    if "error" in df and not df["error"].fillna("").astype(bool).any():
-        df = df.drop(columns="error")
-    if df["log_px"].isna().all():  # no run evaluated yet (python -m vae_tf evaluate): not a column of "None"
-        df = df.drop(columns="log_px")
-    return df.sort_values("updated", ascending=False, na_position="last").reset_index(drop=True)
 
 
 def history_curves(run_summary_history: dict, steps_per_epoch: int):

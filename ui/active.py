@@ -1,4 +1,4 @@
-"""Helpers every page uses: the sidebar's settings, the active run with its test data, charts."""
+"""The active run every page shows: loaded once per server, with its data set's test images."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,10 +6,10 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from vae_tf.checkpoints import CheckpointError, Run
 from vae_tf.data import DataError, Dataset
+from vae_tf.runs import CheckpointError, Run, RunRef
 
-from . import loaders, state
+from . import cache, catalog, server, session
 from .sidebar import Settings
 
 
@@ -19,7 +19,7 @@ class ActiveRun:
     dataset: Dataset
     x: np.ndarray  # test images in model space, flat (N, D)
     y: np.ndarray | None  # test labels
-    key: tuple  # (root, name, stamp): the cache key of everything computed from this run
+    key: RunRef  # the cache key of everything computed from this run
 
     @property
     def model(self):
@@ -44,9 +44,12 @@ class ActiveRun:
         """Flat model-space rows → (N, H, W) for drawing."""
         return np.asarray(flat).reshape(-1, *self.image_shape)
 
+    def classes(self) -> list[int]:
+        return [] if self.y is None else sorted(int(c) for c in np.unique(self.y))
+
 
 def settings() -> Settings:
-    s = st.session_state.get(state.SETTINGS)
+    s = st.session_state.get(session.SETTINGS)
     if s is None:  # a page run on its own (not through app.py)
         from . import sidebar
         s = sidebar.render()
@@ -60,53 +63,41 @@ def active_run() -> ActiveRun:
     if s.run_name is None:
         st.info("There is no trained run yet. Train one on the **Train** page; it becomes the active run.")
         st.stop()
+    ref = RunRef(str(s.root), s.run_name, s.run_stamp)
     try:
         with st.spinner(f"Loading run {s.run_name} (the first time, TensorFlow too)…"):
-            run = loaders.run(str(s.root), s.run_name, s.run_stamp)
+            run = cache.run(ref)
     except CheckpointError as e:
         st.error(f"The run **{s.run_name}** cannot be loaded: {e}")
         st.stop()
     try:
-        ds = loaders.dataset(run.config.dataset)
-        x, y = loaders.test_set(run.config.dataset, run.config.likelihood)
+        ds = cache.dataset(run.config.dataset)
+        x, y = cache.test_set(run.config.dataset, run.config.likelihood)
     except DataError as e:
         st.error(f"The data set of run **{s.run_name}** cannot be loaded: {e}\n\n"
-                 f"Pick a Fashion-MNIST run (for example **{state.DEFAULT_RUN}**) in the sidebar; "
+                 f"Pick a Fashion-MNIST run (for example **{server.DEFAULT_RUN}**) in the sidebar; "
                  "Fashion-MNIST is bundled and works offline.")
         st.stop()
     if ds.num_pixels != run.model.num_pixels:
         st.error(f"Run **{s.run_name}** models {run.model.num_pixels}-pixel images, but its data set "
                  f"{run.config.dataset} has {ds.num_pixels}-pixel images.")
         st.stop()
-    return ActiveRun(run, ds, x, y, (str(s.root), s.run_name, s.run_stamp))
+    return ActiveRun(run, ds, x, y, ref)
 
 
-def chart(fig, caption: str | None = None, key: str | None = None, toolbar: bool = True):
-    """A plotly chart at full width, with a sentence under it saying what it shows and why.
-    Image grids pass toolbar=False: plotly's toolbar would cover the titles of the top-right images."""
-    st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False, "displayModeBar": toolbar})
-    if caption:
-        st.caption(caption)
+def make_active(name: str):
+    """A button callback: make `name` the active run (runs before the sidebar draws its picker)."""
+    st.session_state[session.ACTIVE_RUN] = name
 
 
-def show_flash():
-    """Messages left by the previous script run (a finished or stopped training, ...)."""
-    for kind, message in st.session_state.pop(state.FLASH, []):
-        getattr(st, kind)(message)
-
-
-def flash(kind: str, message: str):
-    st.session_state.setdefault(state.FLASH, []).append((kind, message))
-
-
-def fmt_seconds(s: float | None) -> str:
-    if s is None or not np.isfinite(s):
-        return "…"
-    s = int(round(s))
-    return f"{s // 60}:{s % 60:02d}" if s >= 60 else f"{s} s"
-
-
-def class_options(active: ActiveRun) -> list[int]:
-    if active.y is None:
-        return []
-    return sorted(int(c) for c in np.unique(active.y))
+def other_run(name: str) -> tuple[RunRef, object, np.ndarray] | None:
+    """(ref, model, test images) of another run on this server, or None if it is missing or cannot be loaded."""
+    if not catalog.exists(name):
+        return None
+    ref = catalog.ref(name)
+    try:
+        run = cache.run(ref)
+        x, _ = cache.test_set(run.config.dataset, run.config.likelihood)
+    except (CheckpointError, DataError):
+        return None
+    return ref, run.model, x

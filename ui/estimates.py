@@ -1,4 +1,4 @@
-"""The log p(x) page's computations, as background jobs keyed on (run, settings).
+"""log p(x) estimates as background jobs keyed on (run, settings), and their tables.
 
 A job keeps running when its page is left and its result is kept (ui.jobs), so a page switch
 back, a second tab, or another user with the same question gets the answer at once. The
@@ -16,7 +16,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from . import loaders, state
+from vae_tf.data import DataError
+from vae_tf.runs import CheckpointError, RunRef
+
+from . import cache, catalog, server
 from .jobs import Job
 
 _log = logging.getLogger(__name__)
@@ -31,67 +34,115 @@ class LogPxResult:
     exact: np.ndarray | None  # closed-form log p(x) of the same images (linear decoder, Gaussian likelihood)
 
 
-def estimate_key(run_key: tuple, n: int, k: int, seed: int) -> tuple:
-    return ("log_px", *run_key, int(n), int(k), int(seed))
+def estimate_key(ref: RunRef, n: int, k: int, seed: int) -> tuple:
+    return ("log_px", ref, int(n), int(k), int(seed))
 
 
-def grid_key(run_key: tuple, m: int) -> tuple:
-    return ("grid", *run_key, int(m))
+def grid_key(ref: RunRef, m: int) -> tuple:
+    return ("grid", ref, int(m))
 
 
 def _estimate_work(model, x, k: int, seed: int):
     def work(job: Job) -> LogPxResult:
-        from vae_tf import estimators
+        from vae_tf import estimators, exact
 
         est = estimators.estimate_log_px(model, x, k=k, seed=seed, on_progress=job.report, stop=job.stop)
-        exact = estimators.exact_log_px(model, x[:est.num_images]) if estimators.has_closed_form(model) else None
-        return LogPxResult(est, exact)
+        closed = exact.exact_log_px(model, x[:est.num_images]) if exact.has_closed_form(model) else None
+        return LogPxResult(est, closed)
     return work
 
 
-def start_estimate(model, x, run_key: tuple, n: int, k: int, seed: int, registry=None) -> Job:
-    return (registry or loaders.job_registry()).start(estimate_key(run_key, n, k, seed),
-                                        _estimate_work(model, np.asarray(x[:n]), k, seed), label="log-px")
+def start_estimate(model, x, ref: RunRef, n: int, k: int, seed: int, registry=None) -> Job:
+    return (registry or cache.job_registry()).start(estimate_key(ref, n, k, seed),
+                                                    _estimate_work(model, np.asarray(x[:n]), k, seed), label="log-px")
 
 
-def start_grid(model, x, run_key: tuple, m: int) -> Job:
+def restart_if_failed(ref: RunRef, n: int, k: int, seed: int):
+    """Asked again after a Stop or a failure: forget that job, so the next start computes afresh."""
+    registry = cache.job_registry()
+    old = registry.get(estimate_key(ref, n, k, seed))
+    if old is not None and not old.running and (old.error or old.result.estimate.cancelled):
+        registry.discard(estimate_key(ref, n, k, seed))
+
+
+def start_grid(model, x, ref: RunRef, m: int) -> Job:
     """log p(x) by numerical integration over the 2-D latent, for the first m test images."""
     def work(job: Job) -> np.ndarray:
-        from vae_tf import estimators
+        from vae_tf import exact
 
         values = []
         for i in range(m):
             if job.stop.is_set():
                 break
-            values.append(estimators.grid_posterior(model, x[i]).log_px)  # refined to 1e-3 nats
+            values.append(exact.grid_posterior(model, x[i]).log_px)  # refined to 1e-3 nats
             job.report(i + 1, m)
         return np.array(values)
-    return loaders.job_registry().start(grid_key(run_key, m), work, label="grid")
+    return cache.job_registry().start(grid_key(ref, m), work, label="grid")
 
 
 @st.cache_resource
 def prewarm(root: str):
     """Once per server and checkpoints root: estimate the default question for the shipped default run
     in the background, with its own copy of the run and data (no Streamlit calls off the script thread)."""
-    name = state.DEFAULT_RUN
-    if name not in state.run_names(Path(root)):
+    name = server.DEFAULT_RUN
+    if name not in catalog.names(Path(root)):
         return None
-    run_key = (root, name, state.run_stamp(name, Path(root)))
-    registry = loaders.job_registry()  # fetched here: the job's thread must not call Streamlit
+    ref = RunRef.of(name, root)
+    registry = cache.job_registry()  # fetched here: the job's thread must not call Streamlit
 
     def warm(job: Job):
-        from vae_tf import checkpoints, data
+        from vae_tf import data, runs
 
         try:
-            run = checkpoints.load_run(checkpoints.run_dir(name, root), name=name)
+            run = runs.load_run(ref.path, name=name)
             x = data.load_dataset(run.config.dataset).test_images(run.config.likelihood)
         except Exception as e:  # only a head start: the page computes (and reports) it itself
             _log.warning("could not pre-compute the log p(x) page for %s: %s", name, e)
             return None
         if not job.stop.is_set():
-            start_estimate(run.model, x, run_key, DEFAULT_IMAGES, DEFAULT_K, DEFAULT_SEED, registry)
+            start_estimate(run.model, x, ref, DEFAULT_IMAGES, DEFAULT_K, DEFAULT_SEED, registry)
 
     return registry.start(("prewarm", root), warm, label="prewarm")
+
+
+# -- any run by name (Compare runs, a VAE beside an IWAE) -----------------------------------------------------
+def job(name: str, n: int = DEFAULT_IMAGES, k: int = DEFAULT_K, seed: int = DEFAULT_SEED) -> Job | None:
+    return cache.job_registry().get(estimate_key(catalog.ref(name), n, k, seed))
+
+
+def start(name: str, n: int = DEFAULT_IMAGES, k: int = DEFAULT_K, seed: int = DEFAULT_SEED) -> Job | None:
+    """Start (or find) the estimate of run `name`; None if the run or its data cannot be loaded."""
+    ref = catalog.ref(name)
+    try:
+        run = cache.run(ref)
+        x, _ = cache.test_set(run.config.dataset, run.config.likelihood)
+    except (CheckpointError, DataError):
+        return None
+    return start_estimate(run.model, x, ref, n, k, seed)
+
+
+def finished(name: str, n: int = DEFAULT_IMAGES, k: int = DEFAULT_K, seed: int = DEFAULT_SEED):
+    """The run's finished estimate, or None while it runs, failed or was never asked for."""
+    j = job(name, n, k, seed)
+    if j is None or j.running or j.error is not None:
+        return None
+    return j.result.estimate
+
+
+def bounds_table(names, n: int = DEFAULT_IMAGES, k: int = DEFAULT_K, seed: int = DEFAULT_SEED) -> pd.DataFrame:
+    """Per run with a finished estimate: ELBO, L_5, L_50, log p(x) and gap, means over the same first n images."""
+    rows = []
+    for name in names:
+        est = finished(name, n, k, seed)
+        if est is None:
+            continue
+        curve = est.iwae_curve()
+        lk = dict(zip(curve["k"], curve["mean"]))
+        s = est.summary()
+        rows.append({"run": name, "images": est.num_images, "ELBO": s["elbo"], "L_5": lk.get(5, np.nan),
+                     "L_50": lk.get(50, np.nan), f"log p(x), K = {est.k}": s["log_px"], "gap": s["gap"],
+                     "gap stderr": s["gap_stderr"]})
+    return pd.DataFrame(rows)
 
 
 # -- tables ------------------------------------------------------------------------------------------

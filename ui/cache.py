@@ -1,0 +1,153 @@
+"""Every cached call of the app, in one place: one copy per server of each data set, run and answer.
+
+st.cache_resource shares an object between sessions without copying it (a Keras model cannot be
+pickled cheaply); st.cache_data keeps small answers. Keys carry a `RunRef` (root, name, stamp: the
+stamp changes whenever the run is rewritten), so a run rewritten on disk is computed afresh. Models
+and images are passed with a leading underscore (not hashed). TensorFlow is imported inside the
+functions that need it, so a page that needs none draws before TensorFlow has loaded.
+"""
+from __future__ import annotations
+
+import atexit
+
+import numpy as np
+import streamlit as st
+
+from vae_tf import data, runs
+from vae_tf.runs import RunRef
+
+from . import jobs, server
+
+IS_K = 5000  # importance samples per image for the per-image answers of the Posterior and Theory pages
+
+
+# -- data sets and runs ------------------------------------------------------------------------------
+@st.cache_resource(max_entries=4, show_spinner="Loading the data set…")
+def dataset(name: str) -> data.Dataset:
+    """fashion_mnist, mnist (may raise DataError offline) or an .npz path. Errors are not cached."""
+    return data.load_dataset(name)
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def test_set(name: str, likelihood: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The test images in model space (flat float32; fixed binarization for Bernoulli) and labels."""
+    ds = dataset(name)
+    return ds.test_images(likelihood), ds.y_test
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the run…")
+def run(ref: RunRef) -> runs.Run:
+    return runs.load_run(ref.path, name=ref.name)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def run_summary(ref: RunRef) -> dict:
+    """Config, meta and final epoch of a run, from its JSON files only (no model, no TensorFlow)."""
+    return runs.read_summary(ref.path)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def run_problem(ref: RunRef) -> str | None:
+    """Why the run cannot be loaded (read without TensorFlow, so the sidebar can afford it for every run)."""
+    return runs.run_problem(ref)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def run_history(ref: RunRef) -> dict:
+    """history.json: {"epochs": [per-epoch metrics], "steps": [[step, elbo, recon, kl], ...]}."""
+    return runs.read_history(ref.path)
+
+
+# -- what every session shares ---------------------------------------------------------------------------
+@st.cache_resource
+def training_slots() -> jobs.TrainingSlots:
+    """Shared by every session of this server: caps concurrent trainings on the shared CPU."""
+    return jobs.TrainingSlots(server.max_concurrent_trainings())
+
+
+@st.cache_resource
+def job_registry() -> jobs.Jobs:
+    registry = jobs.Jobs()
+    atexit.register(registry.shutdown)
+    return registry
+
+
+# -- answers computed from a run ---------------------------------------------------------------------------
+@st.cache_data(max_entries=8, show_spinner="Encoding test images…")
+def latent_means(ref: RunRef, n: int, _model, _x) -> np.ndarray:
+    """Posterior means μ(x) of the first n test images."""
+    from vae_tf.model import encode_mean
+
+    return encode_mean(_model, _x[:n])
+
+
+@st.cache_data(max_entries=32, show_spinner="Integrating the posterior on a grid…")
+def grid_posterior(ref: RunRef, index: int, _model, _x):
+    from vae_tf import exact
+
+    return exact.grid_posterior(_model, _x[index], n=101, max_n=201, tol=1e-2)
+
+
+@st.cache_data(max_entries=16, show_spinner="Evaluating the posterior at the prior's scale…")
+def prior_scale_grid(ref: RunRef, index: int, half_width: float, n: int, _model, _x):
+    from vae_tf import exact
+
+    z = np.linspace(-half_width, half_width, n)
+    return z, z, exact.log_joint_grid(_model, _x[index], z, z)
+
+
+@st.cache_data(max_entries=64, show_spinner="Importance sampling…")
+def importance(ref: RunRef, index: int, k: int, seed: int, _model, _x) -> dict:
+    from vae_tf import estimators
+
+    est = estimators.estimate_log_px(_model, _x[index:index + 1], k=k, seed=seed)
+    return {"log_px": float(est.log_px[0]), "elbo": float(est.elbo[0]), "ess": float(est.ess[0]),
+            "mc_stderr": float(est.log_px_mc_stderr[0]), "k": k}
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing every term…")
+def derivation(ref: RunRef, index: int, num_samples: int, seed: int, _model, _x):
+    from vae_tf import theory
+
+    return theory.derivation(_model, _x[index], num_samples=num_samples, seed=seed)
+
+
+@st.cache_data(max_entries=32, show_spinner="Finding log p(x)…")
+def reference(ref: RunRef, index: int, _model, _x):
+    from vae_tf import theory
+
+    return theory.reference_log_px(_model, _x[index], k=IS_K)
+
+
+@st.cache_data(max_entries=16, show_spinner="Importance sampling with both proposals…")
+def proposal_study(ref: RunRef, index: int, ks: tuple, repeats: int, _model, _x):
+    from vae_tf import theory
+
+    return theory.proposal_study(_model, _x[index], ks=ks, repeats=repeats)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def decode(ref: RunRef, z: tuple, _model) -> np.ndarray:
+    """E[x|z] for each code in z (a tuple of tuples, so it can be hashed)."""
+    from vae_tf.model import decode_mean
+
+    return decode_mean(_model, np.asarray(z, np.float32).reshape(len(z), -1))
+
+
+@st.cache_data(max_entries=8, show_spinner="Decoding a grid of codes…")
+def decoded_grid(ref: RunRef, u1: tuple, u2: tuple, center: tuple, axes: tuple, _model) -> np.ndarray:
+    """(len(u2), len(u1), D): decoder means at center + u1[j]·axes[0] + u2[i]·axes[1]."""
+    from vae_tf.model import decode_mean
+
+    c, a = np.asarray(center, np.float64), np.asarray(axes, np.float64)
+    g1, g2 = np.meshgrid(np.asarray(u1), np.asarray(u2))
+    z = c + g1.reshape(-1, 1) * a[0] + g2.reshape(-1, 1) * a[1]
+    return decode_mean(_model, z.astype(np.float32)).reshape(len(u2), len(u1), -1)
+
+
+@st.cache_data(max_entries=4, show_spinner="Computing the exact log p(x) of the test set…")
+def exact_log_px(ref: RunRef, _model, _x) -> np.ndarray:
+    """Closed-form log p(x) of every test image (linear decoder, Gaussian likelihood)."""
+    from vae_tf import exact
+
+    return np.concatenate([exact.exact_log_px(_model, _x[i:i + 2000]) for i in range(0, len(_x), 2000)])

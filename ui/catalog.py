@@ -1,0 +1,84 @@
+"""The runs this server holds, as the run picker and the table of runs see them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from vae_tf import runs
+from vae_tf.runs import RunRef
+
+from . import cache, server
+
+RUN_COLUMNS = ["name", "status", "test_elbo", "log_px", "dataset", "latent_dim", "hidden", "decoder", "likelihood",
+               "sigma", "objective", "mc_samples", "beta", "learning_rate", "batch_size", "epochs_done",
+               "train_elbo", "updated"]
+
+
+def names(root: Path | None = None) -> list[str]:
+    return runs.run_names(root or server.checkpoints_root())
+
+
+def ref(name: str, root: Path | None = None) -> RunRef:
+    """The run's identity now: its stamp changes whenever its files are rewritten."""
+    return RunRef.of(name, root or server.checkpoints_root())
+
+
+def exists(name: str) -> bool:
+    return name in names()
+
+
+def loadable(root: Path) -> tuple[list[str], dict[str, str]]:
+    """The runs that look whole, and {name: why not} for the others."""
+    good, broken = [], {}
+    for name in runs.run_names(root):
+        problem = cache.run_problem(RunRef.of(name, root))
+        if problem:
+            broken[name] = problem
+        else:
+            good.append(name)
+    return good, broken
+
+
+def summaries(run_names) -> dict:
+    """name → run summary (config, meta, final epoch) for each readable run."""
+    out = {}
+    for name in run_names:
+        try:
+            out[name] = cache.run_summary(ref(name))
+        except runs.CheckpointError:
+            pass
+    return out
+
+
+def histories(run_names) -> dict:
+    return {name: cache.run_history(ref(name)) for name in run_names}
+
+
+def comparable(summ: dict) -> bool:
+    """True when all runs model the same data with the same likelihood: only then do their nats compare."""
+    return len({(s["config"]["dataset"], s["config"]["likelihood"]) for s in summ.values()}) <= 1
+
+
+def describe(config: dict) -> str:
+    return (f"{config['objective']} objective, k = {config['mc_samples']}, latent {config['latent_dim']}, hidden "
+            f"{','.join(map(str, config['hidden']))}, {config['epochs']} epochs, {config['likelihood']} likelihood")
+
+
+def table(root: Path) -> pd.DataFrame:
+    """Every run on disk, newest first, with the reason a run cannot be loaded."""
+    df = runs.list_runs(root) if root.is_dir() else pd.DataFrame(columns=RUN_COLUMNS)
+    if df.empty:
+        return pd.DataFrame(columns=RUN_COLUMNS)
+    df = df[[c for c in RUN_COLUMNS + ["error"] if c in df.columns]].copy()
+    # list_runs reads the JSON files; the sidebar's check also reads names and the weights file
+    df["error"] = [e if e else (cache.run_problem(RunRef.of(n, root)) or "")
+                   for n, e in zip(df["name"], df["error"].fillna(""))]
+    # sigma mixes numbers and "learned"; dataset may be a long path: show both as short text
+    df["sigma"] = [("" if lk != "gaussian" else str(s)) for s, lk in zip(df["sigma"], df["likelihood"])]
+    df["dataset"] = [Path(d).name if isinstance(d, str) and d.endswith(".npz") else d for d in df["dataset"]]
+    if not df["error"].fillna("").astype(bool).any():
+        df = df.drop(columns="error")
+    if df["log_px"].isna().all():  # no run evaluated yet (python -m vae_tf evaluate): not a column of "None"
+        df = df.drop(columns="log_px")
+    return df.sort_values("updated", ascending=False, na_position="last").reset_index(drop=True)

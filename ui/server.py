@@ -1,0 +1,32 @@
+"""What one server holds for all its visitors: its folders, its shipped runs and its caps.
+
+Each is read from an environment variable when set (the tests point the folders at temporary copies).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vae_tf.runs import DEFAULT_ROOT
+
+REPO = Path(__file__).resolve().parent.parent
+
+DEFAULT_RUN = "fashion-default"  # the shipped run every page shows before anyone trains
+TWO_D_RUN = "fashion-2d"  # the shipped run with a 2-D latent
+GAUSSIAN_RUN = "fashion-linear-gaussian"  # the shipped run whose log p(x) has a closed form
+IWAE_PAIR = ("fashion-vae5", "fashion-iwae5")  # the same model trained on the ELBO and on L_5
+
+
+def checkpoints_root() -> Path:
+    """VAE_LAB_CHECKPOINTS, else the repository's checkpoints/."""
+    return Path(os.environ.get("VAE_LAB_CHECKPOINTS") or DEFAULT_ROOT).resolve()
+
+
+def uploads_root() -> Path:
+    """VAE_LAB_UPLOADS, else uploads/ in the repository (gitignored)."""
+    return Path(os.environ.get("VAE_LAB_UPLOADS") or REPO / "uploads").resolve()
+
+
+def max_concurrent_trainings() -> int:
+    """Trainings allowed at once across all sessions (VAE_LAB_MAX_TRAININGS, default one: 2 shared cores)."""
+    return max(1, int(os.environ.get("VAE_LAB_MAX_TRAININGS", "1")))

@@ -1,0 +1,37 @@
+"""A visitor's own data set: an uploaded .npz, checked by the library and kept under uploads/."""
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from vae_tf.data import DataError, load_npz
+from vae_tf.runs import atomic_write_bytes
+
+from . import server, session
+
+
+def on_upload(key: str = "page.train.upload"):
+    """The uploader's callback: check the file with the library, keep a valid one under uploads/,
+    and make it the data set of the next run."""
+    f = st.session_state.get(key)
+    if f is None:
+        return
+    data = f.getvalue()
+    try:
+        ds = load_npz(data, name=f.name)
+    except DataError as e:
+        st.session_state[session.UPLOAD_RESULT] = ("error", f"Upload not accepted: {e}")
+        return
+    folder = server.uploads_root()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.npz"  # same content, same file
+    if not path.exists():
+        atomic_write_bytes(path, data)
+    st.session_state.setdefault(session.UPLOADS, {})[str(path)] = f.name
+    st.session_state["hp.dataset"] = str(path)
+    h, w = ds.image_shape
+    labels = f", {len(ds.class_names)} classes" if ds.class_names else ", no labels"
+    st.session_state[session.UPLOAD_RESULT] = (
+        "success", f"{f.name}: {len(ds.x_train):,} training and {len(ds.x_test):,} test images of {h}×{w} pixels"
+                   f"{labels}. It is now the data set of the next run (sidebar).")

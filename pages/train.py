@@ -1,7 +1,7 @@
 """Train: a new run from the sidebar's hyperparameters, its live curves, and every run side by side."""
 import streamlit as st
 
-from ui import active, cache, catalog, links, session, sidebar, training, uploads, widgets
+from ui import active, cache, catalog, links, server, session, sidebar, training, uploads, widgets
 
 INTRO = ("Adam maximises the ELBO = E_q(z|x)[log p(x|z)] − KL(q(z|x) ‖ p(z)), a lower bound on log p(x), with the "
          "hyperparameters in the sidebar. The result is saved as a new run and becomes the active run that every "
@@ -19,35 +19,51 @@ RUNS_COLUMNS = {
 }
 
 
-def next_run(s, request):
+def next_run(s, busy: bool):
     st.subheader("Next run")
     st.session_state.setdefault(session.TRAIN_NAME, training.suggest_name(s.root))
     name = st.text_input("Run name", key=session.TRAIN_NAME, max_chars=64, persist_state="session",
-                         disabled=bool(request),
+                         disabled=busy,
                          help="Letters, digits, '.', '_' and '-'. An existing run is never overwritten.")
-    problem = None if request else training.name_problem(name, s.root)
+    problem = None if busy else training.name_problem(name, s.root)
     if problem:
         st.error(f"Run name: {problem}.")
     if s.config_error:
         st.error(f"Fix the hyperparameters in the sidebar first — {s.config_error}.")
-    elif s.config is not None and not request:
+    elif s.config is not None and not busy:
         c = s.config
         images = f"{c.max_train_images:,}" if c.max_train_images else "all"
-        st.caption(f"{c.epochs} epochs of {images} training images of {sidebar.dataset_label(c.dataset)}, "
+        st.caption(f"{training.plural(c.epochs, 'epoch')} of {images} training images of {sidebar.dataset_label(c.dataset)}, "
                    f"batches of {c.batch_size}, latent {c.latent_dim}, hidden {','.join(map(str, c.hidden))}, "
                    f"{c.decoder} decoder, {c.likelihood} likelihood, {c.objective} objective.")
     st.button("Train", type="primary", icon=":material/play_arrow:", key="train.go", on_click=training.request,
-              disabled=bool(problem or s.config_error or request))
+              disabled=bool(problem or s.config_error or busy),
+              help="Your training is running: see the sidebar." if busy else None)
 
 
-def own_data(request):
+def own_data(busy: bool):
     st.subheader("Your own data set")
     st.file_uploader("A .npz with x_train and x_test (N, H, W), uint8 0–255 or float 0–1; optional labels "
                      "y_train, y_test", type=["npz"], key="page.train.upload", on_change=uploads.on_upload,
-                     disabled=bool(request))
+                     disabled=busy)
     result = st.session_state.get(session.UPLOAD_RESULT)
     if result:
         getattr(st, result[0])(result[1])
+
+
+def continue_training(s):
+    """More epochs for the active run, from where it stopped (the trainer resumes exactly)."""
+    meta, cfg = s.run_summary["meta"], s.run_summary["config"]
+    why_not = ("shipped runs stay as shipped" if s.run_name in server.SHIPPED else
+               "it diverged" if meta.get("status") == "diverged" else None)
+    with st.expander(f"Continue training {s.run_name}", icon=":material/resume:"):
+        more = st.number_input("More epochs", 1, 100, 5, key="page.train.more", disabled=bool(why_not),
+                               help="Adds epochs to the run, with its own settings; the run keeps its name.")
+        st.button(f"Train {s.run_name} for {more} more", key="train.continue", on_click=training.continue_run,
+                  args=(s.run_name, more), disabled=bool(why_not), icon=":material/resume:")
+        done = meta.get("epochs_done", 0)
+        st.caption(f"It has {done:g} of {cfg['epochs']} epochs." + (f" Not possible here: {why_not}." if why_not
+                                                                       else ""))
 
 
 def all_runs(s):
@@ -65,14 +81,17 @@ def train_page():
     s = active.settings()
     st.title("Train a VAE")
     st.markdown(INTRO)
-    request = st.session_state.pop(session.TRAIN_REQUEST, None)  # set by the Train button's callback
+    job = training.current()
+    busy = job is not None and job.running
     left, right = st.columns([3, 2], gap="large")
     with left:
-        next_run(s, request)
+        next_run(s, busy)
     with right:
-        own_data(request)
-    if request:
-        training.train(request)  # ends with a rerun that makes the new run active
+        own_data(busy)
+    if busy:
+        training.live_curves(job.steps_per_epoch)
+    elif s.run_name and s.run_summary:
+        continue_training(s)
     if s.run_name and s.run_summary:
         st.subheader(f"Training curves of the active run, {s.run_name}")
         history = cache.run_history(s.ref)

@@ -95,3 +95,13 @@ def open_app(run: str | None = None, page: str | None = None, session: dict | No
 
 def texts(elements) -> str:
     return " ".join(str(e.value) for e in elements)
+
+
+def finish_training(at, timeout: float = 300):
+    """Wait for every training the app started in the background (ui.training), then run the app again,
+    which reports how it went."""
+    from ui import cache
+
+    for job in cache.trainings().values():
+        assert job.finished.wait(timeout), f"training {job.name} did not finish in {timeout} s"
+    return at.run()

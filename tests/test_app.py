@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import APP, make_lab, texts
+from conftest import APP, finish_training, make_lab, texts
 from conftest import open_app as shared_open_app
 from plotly_spec import charts, traces
 from streamlit.testing.v1 import AppTest
@@ -18,7 +18,8 @@ from streamlit.testing.v1 import AppTest
 from vae_tf.config import Config
 
 SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian")
-TINY = dict(max_train_images=512, epochs=1, hidden="32", batch_size=128, latent_dim=2)
+# enough steps to beat a model that ignores its input (a run that does not is never made active)
+TINY = dict(max_train_images=4096, epochs=1, hidden="32", batch_size=64, latent_dim=2, learning_rate=3e-3)
 
 
 @pytest.fixture(scope="module")
@@ -268,9 +269,10 @@ def test_training_saves_a_new_run_and_makes_it_active(lab):
     at = set_tiny(open_app(), "tiny-test")
     assert not at.button(key="train.go").disabled
     at.button(key="train.go").click().run()
+    finish_training(at)
     assert not at.exception, [e.message for e in at.exception]
     meta = json.loads((root / "tiny-test" / "meta.json").read_text())
-    assert meta["status"] == "complete" and meta["num_train"] == 512
+    assert meta["status"] == "complete" and meta["num_train"] == 4096
     assert json.loads((root / "tiny-test" / "config.json").read_text())["hidden"] == [32]
     assert at.selectbox(key="run.active").value == "tiny-test"
     assert "Trained **tiny-test**" in texts(at.success)
@@ -294,6 +296,7 @@ def test_a_diverging_run_shows_the_library_message_and_saves_nothing(lab, monkey
     root, _ = lab
     at = set_tiny(open_app(), "tiny-nan")
     at.button(key="train.go").click().run()
+    finish_training(at)
     assert not at.exception
     assert "training diverged" in texts(at.error) and "smaller learning_rate" in texts(at.error)
     assert not (root / "tiny-nan").exists()  # the empty run directory is removed
@@ -317,39 +320,70 @@ def test_a_second_training_is_refused_while_one_runs(lab):
     assert not (root / "tiny-busy").exists()
 
 
-def test_a_stopped_training_keeps_its_steps_and_becomes_active(lab, fashion):
-    """Stop (or any rerun, or closing the tab) raises Streamlit's StopException inside fit(); the Trainer
-    saves the steps done, and the next script run (which may start before that save: fastReruns)
-    waits for it and makes that run the active one."""
-    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
-
-    from vae_tf.train import Trainer
+def test_a_stopped_training_keeps_its_steps_and_becomes_active(lab, monkeypatch):
+    """The sidebar's Stop asks the background training to stop after its current compiled call; the steps
+    done are saved and the run becomes the active one."""
+    from ui import training
 
     root, _ = lab
-    trainer = Trainer(Config(**{**TINY, "hidden": (32,), "epochs": 2}), fashion, root / "tiny-stopped",
-                      steps_per_call=1)
-
-    def click_stop(report):
-        if report.step == 2:
-            raise StopException()
-
-    done = threading.Event()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["train.in_progress"] = {"name": "tiny-stopped", "done": done}  # left by the stopped run
-
-    def old_script_thread():  # still unwinding when the new run starts
-        with pytest.raises(StopException):
-            trainer.fit(on_step=click_stop)
-        done.set()
-
-    thread = threading.Thread(target=old_script_thread)
-    thread.start()
-    at.run()
-    thread.join()
+    monkeypatch.setattr(training.TrainingJob, "_should_stop", lambda job: len(job.steps) >= 2)
+    at = set_tiny(open_app(), "tiny-stopped")
+    at.number_input(key="hp.epochs").set_value(3).run()
+    at.button(key="train.go").click().run()
+    finish_training(at)
     meta = json.loads((root / "tiny-stopped" / "meta.json").read_text())
-    assert (meta["status"], meta["steps_done"]) == ("stopped", 2)
+    assert meta["status"] == "stopped" and 0 < meta["steps_done"] < meta["steps_per_epoch"] * 3
     assert at.selectbox(key="run.active").value == "tiny-stopped"
-    assert "stopped after 2 steps" in texts(at.info)
+    assert f"stopped after {meta['steps_done']} steps" in texts(at.info)
+
+
+def test_a_training_goes_on_while_the_visitor_switches_pages(lab):
+    """The training runs in a worker, not in the script run: page switches and widget changes do not stop it,
+    and every page shows its progress in the sidebar with one Stop."""
+    from ui import cache
+
+    root, _ = lab
+    at = set_tiny(open_app(), "tiny-bg")
+    at.number_input(key="hp.epochs").set_value(2).run()
+    at.button(key="train.go").click().run()
+    at.switch_page("pages/reconstructions.py").run()
+    at.number_input(key="hp.latent_dim").set_value(3).run()
+    running = [j for j in cache.trainings().values() if j.name == "tiny-bg"]
+    assert running
+    if running[0].running:
+        assert [b for b in at.sidebar.button if b.key == "train.stop"]
+    at.switch_page("pages/train.py").run()
+    finish_training(at)
+    meta = json.loads((root / "tiny-bg" / "meta.json").read_text())
+    assert meta["status"] == "complete" and meta["epochs_done"] == 2
+    assert at.selectbox(key="run.active").value == "tiny-bg"
+
+
+def test_continue_training_adds_epochs_to_a_finished_run(lab):
+    root, _ = lab
+    at = set_tiny(open_app(), "tiny-more")
+    at.button(key="train.go").click().run()
+    finish_training(at)
+    assert at.selectbox(key="run.active").value == "tiny-more"
+    at.number_input(key="page.train.more").set_value(2).run()
+    at.button(key="train.continue").click().run()
+    finish_training(at)
+    meta = json.loads((root / "tiny-more" / "meta.json").read_text())
+    config = json.loads((root / "tiny-more" / "config.json").read_text())
+    assert (meta["status"], meta["epochs_done"], config["epochs"]) == ("complete", 3, 3)
+    history = json.loads((root / "tiny-more" / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2, 3]
+
+
+def test_a_run_worse_than_ignoring_its_input_is_not_made_active(lab, monkeypatch):
+    from vae_tf import baselines
+
+    monkeypatch.setattr(baselines, "independent_pixels", lambda dataset, likelihood: 1e9)  # none can beat it
+    at = set_tiny(open_app(), "tiny-worse")
+    at.button(key="train.go").click().run()
+    finish_training(at)
+    assert "did not learn" in texts(at.warning) and "ignores its input" in texts(at.warning)
+    assert at.selectbox(key="run.active").value != "tiny-worse"
 
 
 # -- uploads ---------------------------------------------------------------------------------------------------

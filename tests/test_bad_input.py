@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import APP, make_lab, open_app, texts
+from conftest import APP, finish_training, make_lab, open_app, texts
 from streamlit.testing.v1 import AppTest
 
 from vae_tf import runs
@@ -176,6 +176,7 @@ def test_a_batch_larger_than_the_training_set_is_refused_and_leaves_no_folder(la
     before = snapshot(root)
     at = open_app(session={"hp.batch_size": 256, "hp.max_train_images": 100, "page.train.name": "too-small"})
     at.button(key="train.go").click().run()
+    finish_training(at)
     no_exception(at)
     assert "Cannot train: batch_size (256) is larger than the number of training images (100)" in texts(at.error)
     assert not (root / "too-small").exists() and snapshot(root) == before
@@ -287,6 +288,7 @@ def test_a_diverging_learning_rate_stops_with_a_message_and_keeps_the_last_good_
     root, _ = lab
     at = open_app(session={**DIVERGES, "page.train.name": "diverges"})
     at.button(key="train.go").click().run()
+    finish_training(at)
     no_exception(at)
     message = texts(at.error)
     assert "training diverged" in message and "smaller learning_rate than 1" in message
@@ -383,22 +385,16 @@ def test_a_run_name_taken_by_a_broken_folder_is_refused_and_the_folder_kept(lab)
 
 # -- a closed tab, two sessions ----------------------------------------------------------------------------
 def test_a_tab_closed_before_the_first_step_leaves_no_folder_and_frees_the_slot(lab, monkeypatch):
-    """Closing the tab stops the script at its next Streamlit call with StopException; if no step was
-    done yet no session reruns to tidy up, so train() itself removes the empty run folder."""
-    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
-
-    from ui import cache
-    from vae_tf.train import Trainer
+    """A training whose visitor has gone (no page polled it for ABANDON_SECONDS) stops; with no step done it
+    leaves no run folder claiming the name, and frees the training slot."""
+    from ui import cache, training
 
     root, _ = lab
-
-    def closed(self, **kwargs):
-        raise StopException()
-
-    monkeypatch.setattr(Trainer, "fit", closed)
+    monkeypatch.setattr(training, "ABANDON_SECONDS", -1.0)  # gone at once
     at = open_app(session={"hp.max_train_images": 512, "hp.hidden": "32", "hp.epochs": 1,
                            "page.train.name": "closed-early"})
     at.button(key="train.go").click().run()
+    finish_training(at)
     assert not (root / "closed-early").exists()
     assert not cache.training_slots().busy
 
@@ -422,6 +418,7 @@ def test_a_second_session_is_told_to_wait_and_the_first_one_finishes(lab):
     assert not (root / "second-session").exists()
     assert not b.button(key="train.go").disabled  # try again later: the button works
     b.button(key="train.go").click().run()
+    finish_training(b)
     no_exception(b)
     assert runs.read_meta(root / "second-session")["status"] == "complete"
 

@@ -66,6 +66,12 @@ def training_slots() -> jobs.TrainingSlots:
 
 
 @st.cache_resource
+def trainings() -> jobs.Board:
+    """Each visitor's training, by visitor: it outlives the script runs and sessions that poll it."""
+    return jobs.Board()
+
+
+@st.cache_resource
 def job_registry() -> jobs.Jobs:
     registry = jobs.Jobs()
     atexit.register(registry.shutdown)

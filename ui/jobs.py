@@ -145,3 +145,26 @@ class TrainingSlots:
     @property
     def busy(self) -> bool:
         return self.used >= self.size
+
+
+class Board:
+    """One entry per visitor (their training), shared by every session of the server."""
+
+    def __init__(self):
+        self._lock, self._items = threading.Lock(), {}
+
+    def get(self, visitor: str):
+        with self._lock:
+            return self._items.get(visitor)
+
+    def put(self, visitor: str, item):
+        with self._lock:
+            self._items[visitor] = item
+
+    def pop(self, visitor: str):
+        with self._lock:
+            return self._items.pop(visitor, None)
+
+    def values(self) -> list:
+        with self._lock:
+            return list(self._items.values())

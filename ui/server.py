@@ -15,6 +15,7 @@ DEFAULT_RUN = "fashion-default"  # the shipped run every page shows before anyon
 TWO_D_RUN = "fashion-2d"  # the shipped run with a 2-D latent
 GAUSSIAN_RUN = "fashion-linear-gaussian"  # the shipped run whose log p(x) has a closed form
 IWAE_PAIR = ("fashion-vae5", "fashion-iwae5")  # the same model trained on the ELBO and on L_5
+SHIPPED = (DEFAULT_RUN, TWO_D_RUN, GAUSSIAN_RUN, *IWAE_PAIR, "fashion-conv")  # never rewritten by the app
 
 
 def checkpoints_root() -> Path:

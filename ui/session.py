@@ -6,16 +6,29 @@ other keys are plain per-visitor state.
 """
 from __future__ import annotations
 
+import hashlib
+import uuid
+
 import streamlit as st
 
 ACTIVE_RUN = "run.active"
-TRAIN_REQUEST = "train.request"  # set by the Train button's callback: {"name", "config"}
-TRAIN_IN_PROGRESS = "train.in_progress"  # name of the run this session is training right now
 TRAIN_NAME = "page.train.name"
 FLASH = "flash"  # [(kind, message)] shown once at the top of the next page drawn
 UPLOADS = "uploads"  # {saved path: original file name} of this session's valid uploads
 UPLOAD_RESULT = "upload.result"  # (kind, message) about the last upload
 SETTINGS = "settings"  # the sidebar's Settings for this script run
+FOLLOW = "train.follow"  # whether the pages show the visitor's training run as it is saved
+VISITOR = "visitor"  # who this session is: the same for every tab (and reload) of one browser
+
+
+def visitor() -> str:
+    """A name for the browser behind this session. Streamlit's XSRF cookie is set once per browser and sent
+    with every tab and reload, so its hash names the visitor; without it (tests), the session does."""
+    if VISITOR not in st.session_state:
+        token = st.context.cookies.get("_streamlit_xsrf") if st.context.cookies else None
+        st.session_state[VISITOR] = (hashlib.sha256(token.encode()).hexdigest()[:16] if token
+                                     else uuid.uuid4().hex[:16])
+    return st.session_state[VISITOR]
 
 
 def flash(kind: str, message: str):

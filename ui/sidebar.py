@@ -40,7 +40,7 @@ class Settings:
     values: dict = field(default_factory=dict)  # next run's raw widget values, by config field
     config: Config | None = None
     config_error: str | None = None
-    training: bool = False  # a training of this session is starting: widgets are disabled
+    training: bool = False  # kept for callers: the widgets are never disabled (training runs in the background)
 
     @property
     def ref(self) -> RunRef | None:
@@ -212,7 +212,7 @@ def render(page_url: str = "") -> Settings:
     """Draw the sidebar; store and return this run's Settings."""
     _init_state()
     root = server.checkpoints_root()
-    training = bool(st.session_state.get(session.TRAIN_REQUEST))
+    training = False
     name = _run_picker(root, disabled=training)
     summary, error, stamp = None, None, 0
     if name:

@@ -1,18 +1,19 @@
-"""Training from the app: the Train button, the live view, Stop, and what happens afterwards.
+"""Training from the app: a worker thread per visitor, outside any script run, that pages poll.
 
-Training runs in the script thread. Its on_step callback updates placeholders a few times a
-second; every such Streamlit call is also where Streamlit checks for a pending stop, so a click
-on Stop (or on anything else, or closing the tab) raises Streamlit's StopException from inside
-`fit`. The Trainer catches BaseException, saves the steps already done with status "stopped",
-and re-raises. With runner.fastReruns (the default) the click's new script run starts at once in
-a new thread, while the old one is still finishing its compiled call and saving: `finalize`
-therefore waits for the old run's `done` event before it reads the run and makes it active.
+The Train button's callback checks the request, claims the run's folder and starts a `TrainingJob`;
+the job builds the Trainer and fits it in its own thread (the Trainer checkpoints every epoch and
+stops between compiled calls on request). A page switch, a widget change or a reload therefore never
+stops it. Every page shows its progress in the sidebar with one Stop; the Train page draws its curves.
+The job watches a heartbeat that the visitor's pages beat while they poll it: once every tab has been
+closed for ABANDON_SECONDS it stops and saves what it has. `finalize`, on the visitor's next script
+run after the job ends, says how it went and makes a run that learned the active run.
 """
 from __future__ import annotations
 
-import dataclasses
+import os
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,87 @@ from vae_tf.data import DataError
 from . import cache, server, session, sidebar, widgets
 from .session import flash
 
-UI_INTERVAL = 0.2  # seconds between progress updates
-CHART_INTERVAL = 1.0  # seconds between redraws of the live curves
+ABANDON_SECONDS = float(os.environ.get("VAE_LAB_ABANDON_SECONDS", "60"))
+POLL_SECONDS = 1.0
 
 
+class TrainingJob:
+    """One visitor's training: its progress as plain numbers, read by the pages; no Streamlit here."""
+
+    def __init__(self, name: str, path: Path, config: Config, dataset, resume: bool = False):
+        self.name, self.path, self.config, self.resume = name, path, config, resume
+        self._dataset = dataset
+        self.stage = "compiling the training step"
+        self.last: dict = {}  # the latest step report
+        self.steps: list[list[float]] = []  # [step, elbo, recon, kl] per step
+        self.epochs: list[dict] = []
+        self.total_steps = self.steps_per_epoch = 1
+        self.compile_seconds: float | None = None
+        self.images_per_sec: float | None = None  # since the first compiled call: compilation left out
+        self.outcome = ""  # complete, stopped, diverged or failed, once finished
+        self.message = ""
+        self.baseline: float | None = None  # test log-likelihood of the pixel-independent baseline
+        self.stop = threading.Event()
+        self.finished = threading.Event()
+        self.last_seen = time.monotonic()
+        self.saved_epochs = 0  # epochs on disk: a page following the training reloads when it grows
+        self._t0 = time.perf_counter()
+        self._first: tuple[float, int] | None = None
+
+    @property
+    def running(self) -> bool:
+        return not self.finished.is_set()
+
+    def beat(self):
+        self.last_seen = time.monotonic()
+
+    def _should_stop(self) -> bool:
+        return self.stop.is_set() or time.monotonic() - self.last_seen > ABANDON_SECONDS
+
+    def _on_step(self, r):
+        now = time.perf_counter()
+        if self._first is None:
+            self._first = (now, r.images_seen)
+            self.compile_seconds = now - self._t0
+            self.stage = "training"
+        elif now > self._first[0]:
+            self.images_per_sec = (r.images_seen - self._first[1]) / (now - self._first[0])
+        self.steps.append([r.step, r.elbo, r.recon, r.kl])
+        self.last = asdict(r)
+
+    def _on_epoch(self, report):
+        self.epochs.append(asdict(report))
+        self.saved_epochs += 1
+
+    def run(self, slots):
+        from vae_tf.baselines import independent_pixels
+        from vae_tf.train import Trainer, TrainingDiverged
+
+        try:
+            trainer = Trainer(self.config, self._dataset, self.path, resume=self.resume)
+            self.total_steps, self.steps_per_epoch = trainer.total_steps, trainer.steps_per_epoch
+            result = trainer.fit(on_step=self._on_step, on_epoch=self._on_epoch, stop=self._should_stop)
+            self.outcome = "stopped" if result.stopped else "complete"
+            self.baseline = independent_pixels(self._dataset, self.config.likelihood)
+        except TrainingDiverged as e:
+            self.outcome, self.message = "diverged", str(e)
+            if runs.is_run(self.path):
+                runs.mark_diverged(self.path, str(e))
+        except Exception as e:  # e.g. a batch larger than the training set: reported to the visitor
+            self.outcome, self.message = "failed", str(e)
+        finally:
+            slots.release()
+            if not runs.is_run(self.path):
+                _remove_if_empty(self.path)
+            self._dataset = None  # the data set and model must not outlive the training in the board
+            self.finished.set()
+
+    def start(self, slots) -> TrainingJob:
+        threading.Thread(target=self.run, args=(slots,), name=f"vae-lab-train-{self.name}", daemon=True).start()
+        return self
+
+
+# -- the Train button --------------------------------------------------------------------------------------
 def suggest_name(root: Path) -> str:
     existing = {p.name for p in root.iterdir()} if root.is_dir() else set()
     base = time.strftime("run-%Y%m%d-%H%M")
@@ -49,45 +127,108 @@ def name_problem(name: str, root: Path) -> str | None:
     return None
 
 
+def current() -> TrainingJob | None:
+    """This visitor's training (running, or finished and not yet reported)."""
+    return cache.trainings().get(session.visitor())
+
+
 def request(name_key: str = session.TRAIN_NAME):
-    """The Train button's callback: runs before the script, so the sidebar draws disabled widgets."""
+    """The Train button's callback: check, claim the folder and start the training in its worker."""
     config, _ = sidebar.config_from_state()
-    if config is not None:
-        st.session_state[session.TRAIN_REQUEST] = {"name": st.session_state.get(name_key, ""), "config": config}
-
-
-# -- after a training (finished, stopped, or interrupted by any rerun) ------------------------------------
-def finalize():
-    """Called by app.py before the sidebar: make this session's last training the active run."""
-    entry = st.session_state.pop(session.TRAIN_IN_PROGRESS, None)
-    if not entry:
+    if config is None or (current() is not None and current().running):
         return
-    name, done = entry["name"], entry["done"]
-    if not done.is_set():  # the interrupted run is still saving its last steps
-        with st.spinner(f"Saving the steps of {name} done so far…"):
-            done.wait(timeout=300)
+    name = st.session_state.get(name_key, "")
     root = server.checkpoints_root()
-    path = root / name
-    if not runs.is_run(path):
-        _remove_if_empty(path)
-        flash("warning", f"Training of **{name}** stopped before its first step finished; nothing was saved.")
+    problem = name_problem(name, root)
+    if problem:
+        return flash("error", f"Cannot train: {problem}.")
+    try:
+        dataset = cache.dataset(config.dataset)
+    except DataError as e:
+        return flash("error", f"Cannot load the data set: {e}")
+    _launch(name, runs.run_dir(name, root), config, dataset, resume=False)
+
+
+def continue_run(name: str, more_epochs: int):
+    """The Continue button's callback: train the run `name` for more epochs, from where it stopped."""
+    path = runs.run_dir(name, server.checkpoints_root())
+    config = runs.read_config(path)
+    try:
+        dataset = cache.dataset(config.dataset)
+    except DataError as e:
+        return flash("error", f"Cannot load the data set: {e}")
+    _launch(name, path, config.replace(epochs=config.epochs + int(more_epochs)), dataset, resume=True)
+
+
+def _launch(name: str, path: Path, config: Config, dataset, resume: bool):
+    slots = cache.training_slots()
+    if not slots.try_acquire():
+        return flash("warning", "Another training is running, wait or try a smaller run.")
+    if not resume:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.mkdir()  # claims the name atomically: two sessions cannot both write it
+        except FileExistsError:
+            slots.release()
+            return flash("error", f"A run named {name!r} already exists; choose another name.")
+        except OSError as e:
+            slots.release()
+            return flash("error", f"Cannot write the run: the checkpoints folder is not writable ({e.strerror}).")
+    cache.trainings().put(session.visitor(), TrainingJob(name, path, config, dataset, resume).start(slots))
+
+
+# -- after a training ----------------------------------------------------------------------------------------
+def finalize():
+    """Called by app.py before the sidebar: report this visitor's finished training, once."""
+    job = current()
+    if job is None:
         return
-    meta = runs.read_meta(path)
-    st.session_state[session.TRAIN_NAME] = suggest_name(root)  # the name is taken now
-    if meta.get("status") == "diverged":  # its last good epoch is kept; the active run stays as it was
-        flash("error", entry.get("message") or f"Training of **{name}** diverged.")
+    job.beat()
+    if job.running:
         return
-    st.session_state[session.ACTIVE_RUN] = name
+    cache.trainings().pop(session.visitor())
+    st.session_state[session.TRAIN_NAME] = suggest_name(server.checkpoints_root())  # the name is taken now
+    if job.outcome == "failed":
+        return flash("error", f"Cannot train: {job.message}")
+    if not runs.is_run(job.path):
+        saved = "" if "nothing was saved" in job.message else " No epoch had finished: nothing was saved."
+        return flash("error", f"{job.message}.{saved}") if job.outcome == "diverged" else flash(
+            "warning", f"Training of **{job.name}** stopped before its first step finished; nothing was saved.")
+    if job.outcome == "diverged":
+        meta = runs.read_meta(job.path)
+        return flash("error", f"{job.message}. Run **{job.name}** keeps its last good epoch "
+                              f"({meta.get('epochs_done', 0):g} of {job.config.epochs}); it loads like any other "
+                              "run, marked diverged in the table of runs.")
+    _report(job)
+
+
+def _report(job: TrainingJob):
+    meta, final = runs.read_meta(job.path), runs.read_summary(job.path)["final"]
+    elbo = final.get("test_elbo")
+    if elbo is not None and job.baseline is not None and elbo < job.baseline:
+        return flash("warning", did_not_learn(job, elbo))
+    st.session_state[session.ACTIVE_RUN] = job.name
     epochs = meta.get("epochs_done", 0)
-    if meta.get("status") == "stopped":
-        flash("info", f"Training stopped after {meta.get('steps_done')} steps ({epochs:.2f} epochs). "
-                             f"The steps done are saved as run **{name}**, now the active run.")
-    else:
-        final = runs.read_summary(path)["final"]
-        elbo = final.get("test_elbo")
-        flash("success", f"Trained **{name}** for {epochs:g} epochs"
-                                + (f": test ELBO {elbo:.2f} nats/image" if elbo is not None else "")
-                                + ". It is now the active run.")
+    if job.outcome == "stopped":
+        return flash("info", f"Training stopped after {meta.get('steps_done')} steps ({epochs:.2f} epochs). The "
+                             f"steps done are saved as run **{job.name}**, now the active run.")
+    flash("success", f"Trained **{job.name}** for {plural(epochs, 'epoch')}"
+                     + (f": test ELBO {elbo:.2f} nats/image" if elbo is not None else "")
+                     + ". It is now the active run.")
+
+
+def did_not_learn(job: TrainingJob, elbo: float) -> str:
+    c = job.config
+    cause = (f"a learning rate of {c.learning_rate:g} is likely too high" if c.learning_rate > 0.01 else
+             f"a fixed σ of {c.sigma} may not suit the data" if c.likelihood == "gaussian" and c.sigma != "learned"
+             else "more epochs or a larger model may help")
+    return (f"Run **{job.name}** did not learn: its test ELBO, {elbo:.2f} nats/image, is below the "
+            f"{job.baseline:.2f} of a model that ignores its input (each pixel on its own, fitted to the training "
+            f"set). {cause.capitalize()}. It is saved but not made the active run.")
+
+
+def plural(n: float, word: str) -> str:
+    return f"{n:g} {word}" + ("" if n == 1 else "s")
 
 
 def _remove_if_empty(path: Path):
@@ -97,128 +238,71 @@ def _remove_if_empty(path: Path):
         pass
 
 
-# -- the training itself -------------------------------------------------------------------------------
-class LiveView:
-    """Placeholders updated from the trainer's callbacks, throttled to a few updates a second."""
-
-    def __init__(self, status, config: Config, steps_per_epoch: int):
-        self.status, self.config, self.spe = status, config, steps_per_epoch
-        self.bar = st.progress(0.0, text="compiling the training step…")
-        self.stats = st.empty()
-        self.chart = st.empty()
-        self.steps: list[list[float]] = []
-        self.epochs: list[dict] = []
-        self.last_ui = self.last_chart = 0.0
-        self.draws = 0
-
-    def on_step(self, r):
-        self.steps.append([r.step, r.elbo, r.recon, r.kl])
-        now = time.perf_counter()
-        if now - self.last_ui >= UI_INTERVAL or r.step == r.total_steps:
-            self.last_ui = now
-            self.bar.progress(r.step / r.total_steps, text=f"step {r.step:,} of {r.total_steps:,} · "
-                                                           f"epoch {r.epoch:.2f} of {self.config.epochs}")
-            self.stats.markdown(f"**{r.images_per_sec:,.0f}** images/s · "
-                                f"ETA **{widgets.fmt_seconds(r.eta_seconds)}** · "
-                                f"ELBO {r.elbo:.1f} = reconstruction {r.recon:.1f} − KL {r.kl:.1f} nats/image")
-        if now - self.last_chart >= CHART_INTERVAL:
-            self.last_chart = now
-            self.draw()
-
-    def on_epoch(self, report):
-        self.epochs.append(dataclasses.asdict(report))
-        self.status.update(label=f"Training — epoch {report.epoch} of {self.config.epochs} done: "
-                                 f"test ELBO {report.test_elbo:.2f}", expanded=True)
-        self.draw()
-
-    def draw(self):
-        if not self.steps:
-            return
-        self.draws += 1  # a fresh key per redraw: the same figure twice must not collide
-        with self.chart.container():
-            st.plotly_chart(plots.training_curves(self.steps, self.spe, self.epochs), width="stretch",
-                            key=f"train.live.{self.draws}")
+# -- progress, on every page ----------------------------------------------------------------------------------
+def progress_text(job: TrainingJob) -> str:
+    if job.stage != "training" or not job.last:
+        return f"{job.name}: {job.stage}…"
+    r = job.last
+    rate = f" · {job.images_per_sec:,.0f} images/s" if job.images_per_sec else ""
+    test = (f" · epoch {len(job.epochs)} of {job.config.epochs} done: test ELBO {job.epochs[-1]['test_elbo']:.1f}"
+            if job.epochs else "")
+    return (f"{job.name}: epoch {r['epoch']:.2f} of {job.config.epochs}{rate} · "
+            f"ETA {widgets.fmt_seconds(r['eta_seconds'])}{test}")
 
 
-def train(request: dict):
-    """Train the requested run in this script thread, then rerun so it becomes the active run."""
-    from vae_tf.train import Trainer, TrainingDiverged  # deferred: TensorFlow
+def sidebar_progress():
+    """The visitor's training in the sidebar, redrawn every second; the page reruns when it ends, and when a
+    new epoch is saved while the visitor follows it."""
+    job = current()
+    if job is None or not job.running:
+        return
+    seen = job.saved_epochs
 
-    name, config = request["name"], request["config"]
-    root = server.checkpoints_root()
-    problem = name_problem(name, root)
-    if problem:
-        _refuse("error", f"Cannot train: {problem}.")
-    slots = cache.training_slots()
-    if not slots.try_acquire():
-        _refuse("warning", "Another training is running, wait or try a smaller run.")
-    path = runs.run_dir(name, root)
-    try:
-        try:
-            dataset = cache.dataset(config.dataset)
-        except DataError as e:
-            _refuse("error", f"Cannot load the data set: {e}")
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            path.mkdir()  # claims the name atomically: two sessions cannot both write it
-        except FileExistsError:
-            _refuse("error", f"A run named {name!r} already exists; choose another name (runs are never overwritten).")
-        try:
-            _train_into(path, name, config, dataset, Trainer, TrainingDiverged)
-        except BaseException:
-            # Stopped before the first save (a tab closed while the step compiled): no session reruns to
-            # clean up after it, so an empty run directory would be left claiming the name.
-            if not runs.is_run(path):
-                _remove_if_empty(path)
-            raise
-    finally:
-        slots.release()
-    st.rerun()  # finalize() makes it the active run and says so
+    @st.fragment(run_every=POLL_SECONDS)
+    def progress():
+        job.beat()
+        if not job.running or (following(job) and job.saved_epochs != seen):
+            st.rerun()
+        fraction = job.last.get("step", 0) / max(job.total_steps, 1)
+        st.progress(min(1.0, fraction), text=progress_text(job))
+        st.button("Stop", key="train.stop", icon=":material/stop_circle:", on_click=job.stop.set,
+                  help="Stop after the steps being computed now; every finished epoch and step is saved.")
+    with st.sidebar:
+        st.caption("Training in the background: switch pages freely.")
+        st.toggle("Follow the training", key=session.FOLLOW, value=True,
+                  help="Show the model as last saved (each epoch) on every page while it trains.")
+        progress()
 
 
-def _refuse(kind: str, message: str):
-    """Say why on the next script run, and start it now: this run drew the sidebar and the Train button
-    disabled for the training it expected, and a disabled widget cannot be clicked to fix the setting."""
-    flash(kind, message)
-    st.rerun()
+def following(job: TrainingJob) -> bool:
+    return bool(st.session_state.get(session.FOLLOW, True)) and runs.is_run(job.path)
 
 
-def _train_into(path: Path, name: str, config: Config, dataset, Trainer, TrainingDiverged):
-    """Build the trainer and fit it, drawing the live view; a divergence is reported here."""
-    try:
-        trainer = Trainer(config, dataset, path)
-    except ValueError as e:  # e.g. a batch larger than the training set
-        _remove_if_empty(path)
-        _refuse("error", f"Cannot train: {e}")
-    done = threading.Event()  # set once fit() has returned or raised, i.e. after the Trainer's last save
-    st.session_state[session.TRAIN_IN_PROGRESS] = {"name": name, "done": done}
-    st.button("Stop", key="train.stop", icon=":material/stop_circle:",
-              help="Stop after the steps being computed now; every finished step is saved as the run.")
-    with st.status(f"Training **{name}** — {trainer.total_steps:,} steps on {trainer.num_train:,} images",
-                   expanded=True) as status:
-        view = LiveView(status, config, trainer.steps_per_epoch)
-        try:
-            trainer.fit(on_step=view.on_step, on_epoch=view.on_epoch)
-        except TrainingDiverged as e:
-            done.set()
-            st.session_state.pop(session.TRAIN_IN_PROGRESS, None)
-            status.update(label="Training diverged", state="error")
-            _remove_if_empty(path)
-            if runs.is_run(path):
-                meta = runs.mark_diverged(path, str(e))
-                # finalize(), on the next run, gives the message and a fresh name (this one is taken)
-                st.session_state[session.TRAIN_IN_PROGRESS] = {
-                    "name": name, "done": done,
-                    "message": f"{e}. Run **{name}** keeps its last good epoch ({meta.get('epochs_done', 0):g} of "
-                               f"{config.epochs}); it loads like any other run, marked diverged in the table of runs."}
-                st.rerun()
-            saved = "" if "nothing was saved" in str(e) else " No epoch had finished: nothing was saved."
-            _refuse("error", f"{e}.{saved}")
-        finally:
-            done.set()
-        status.update(label=f"Trained **{name}**", state="complete")
+def follow():
+    """Called by app.py before the sidebar: while following, the training run is the active run."""
+    job = current()
+    if job is not None and job.running and following(job):
+        st.session_state[session.ACTIVE_RUN] = job.name
 
 
-def history_curves(run_summary_history: dict, steps_per_epoch: int):
-    steps = np.asarray(run_summary_history.get("steps") or [], np.float64).reshape(-1, 4)
-    return plots.training_curves(steps, steps_per_epoch, run_summary_history.get("epochs") or [])
+def live_curves(steps_per_epoch: int):
+    """The Train page's live curves of this visitor's training."""
+    job = current()
+    if job is None or not job.running:
+        return
+
+    @st.fragment(run_every=POLL_SECONDS)
+    def curves():
+        job.beat()
+        if job.compile_seconds is not None:
+            st.caption(f"Compiling the training step took {job.compile_seconds:.1f} s (images/s leave it out).")
+        if job.steps:
+            st.plotly_chart(plots.training_curves(np.asarray(job.steps), job.steps_per_epoch, job.epochs),
+                            width="stretch", key="train.live")
+    st.subheader(f"Training {job.name}")
+    curves()
+
+
+def history_curves(history: dict, steps_per_epoch: int):
+    steps = np.asarray(history.get("steps") or [], np.float64).reshape(-1, 4)
+    return plots.training_curves(steps, steps_per_epoch, history.get("epochs") or [])

@@ -155,6 +155,9 @@ def test_bdmc_sandwiches_the_closed_form_and_narrows(linear):
         assert s["upper_mean"] >= exact.mean() - 3 * s["upper_mc_stderr"]
         widths.append(s["width_mean"])
     assert widths[0] > widths[1] > widths[2] and widths[0] > 1 and abs(widths[2]) < 0.1
+    # the reverse runs follow the forward runs' steps backwards (no pilots: the step never sees z)
+    np.testing.assert_allclose(sweep[1].upper.step_sizes, sweep[1].lower.step_sizes[::-1], rtol=1e-6)
+    assert sweep[1].upper.grad_evals == 16 * 16 * (1 + 2 + 99 * 11)
     np.testing.assert_array_equal(sweep[0].x, sweep[2].x)  # the same images at every num_steps
 
 
@@ -170,18 +173,21 @@ def test_simulate_draws_from_the_model(linear):
 
 
 # -- bookkeeping -------------------------------------------------------------------------------------------------
+SMALL = dict(num_steps=41, num_chains=4, num_leapfrog=3, steps_per_call=10, images_per_batch=2)  # one compile
+
+
 def test_deterministic_for_a_seed_and_fields(linear):
     model, W, b = linear
-    x = sample_linear(W, b, 0.5, 3, seed=5)
-    kw = dict(num_steps=60, num_chains=4, num_leapfrog=3, steps_per_call=25)
-    r1, r2, r3 = A.ais(model, x, **kw), A.ais(model, x, **kw), A.ais(model, x, seed=1, **kw)
+    x = sample_linear(W, b, 0.5, 4, seed=5)
+    r1, r2, r3 = A.ais(model, x, **SMALL), A.ais(model, x, **SMALL), A.ais(model, x, **{**SMALL, "seed": 1})
     np.testing.assert_array_equal(r1.log_weights, r2.log_weights)
     assert not np.allclose(r1.log_weights, r3.log_weights)
-    assert r1.log_weights.shape == (4, 3) and r1.log_px.shape == r1.stderr.shape == r1.ess.shape == (3,)
-    # 1 gradient at z_0, 1 per call (3 calls for 59 moves), 59 × (3 leapfrog + 1); 4 + 2 pilot chains; 3 images
-    assert r1.grad_evals == 3 * 6 * (1 + 3 + 59 * 4)
+    assert r1.log_weights.shape == (4, 4) and r1.log_px.shape == r1.stderr.shape == r1.ess.shape == (4,)
+    assert r1.step_sizes.shape == (40, 4) and np.all(r1.step_sizes > 0)
+    # 1 gradient at z_0, 1 per call (4 calls for 40 moves), 40 × (3 leapfrog + 1); 4 + 2 pilot chains; 4 images
+    assert r1.grad_evals == 4 * 6 * (1 + 4 + 40 * 4)
     s = r1.summary()
-    assert s["num_images"] == 3 and s["num_steps"] == 60 and not s["reverse"] and s["seconds"] > 0
+    assert s["num_images"] == 4 and s["num_steps"] == 41 and not s["reverse"] and s["seconds"] > 0
     assert np.all((r1.ess >= 1) & (r1.ess <= 4 + 1e-9))
 
 
@@ -189,8 +195,7 @@ def test_progress_and_should_stop(linear):
     model, W, b = linear
     x = sample_linear(W, b, 0.5, 4, seed=6)
     seen = []
-    A.ais(model, x, num_steps=41, num_chains=4, steps_per_call=10, images_per_batch=2,
-          progress=lambda done, total: seen.append((done, total)))
+    A.ais(model, x, progress=lambda done, total: seen.append((done, total)), **SMALL)
     assert seen[-1] == (4 * 40, 4 * 40) and all(a[0] < b[0] for a, b in zip(seen, seen[1:], strict=False))
     calls = []
 
@@ -199,11 +204,12 @@ def test_progress_and_should_stop(linear):
         return len(calls) > 2
 
     with pytest.raises(Cancelled):
-        A.ais(model, x, num_steps=41, num_chains=4, steps_per_call=10, should_stop=stop)
+        A.ais(model, x, should_stop=stop, **SMALL)
+    assert len(calls) == 3  # asked between calls, and it stopped at the first yes
     event = threading.Event()
     event.set()
     with pytest.raises(Cancelled):
-        A.ais(model, x, num_steps=41, num_chains=4, should_stop=event)
+        A.ais(model, x, should_stop=event, **SMALL)
 
 
 def test_bad_arguments(linear):
@@ -215,3 +221,5 @@ def test_bad_arguments(linear):
         A.ais(model, x, start="data")
     with pytest.raises(ValueError, match="schedule"):
         A.ais(model, x, schedule=np.array([0.0, 0.7, 0.5, 1.0]))
+    with pytest.raises(ValueError, match="step_sizes"):
+        A.ais(model, x, num_steps=10, step_sizes=np.ones((10, 2)))

@@ -24,6 +24,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from .estimators import even_part
+
 tfb, tfd = tfp.bijectors, tfp.distributions
 
 ROWS_PER_CALL = 8192  # decoder rows (samples × images) per evaluation call
@@ -54,8 +56,13 @@ class GapResult:
     elbo_optimal_q: np.ndarray
     elbo_optimal_q_stderr: np.ndarray
     amortization_gap_stderr: np.ndarray  # of the paired difference: both ELBOs use the same ε
+    log_px_stderr: np.ndarray  # as given (an AISResult's stderr), else 0
     q_star: OptimalQ
     seconds: float
+
+    @property
+    def approximation_gap_stderr(self) -> np.ndarray:
+        return np.hypot(self.elbo_optimal_q_stderr, self.log_px_stderr)
 
     @property
     def amortization_gap(self) -> np.ndarray:
@@ -79,6 +86,8 @@ class GapResult:
                      "total_gap"):
             a = getattr(self, name)
             out[name], out[name + "_stderr"] = float(np.mean(a)), se(a)
+        for name in ("amortization_gap", "approximation_gap"):  # the Monte-Carlo error of the mean, images fixed
+            out[name + "_mc_stderr"] = float(np.sqrt(np.sum(getattr(self, name + "_stderr") ** 2)) / n)
         return out
 
 
@@ -140,31 +149,45 @@ def _check_fn(model, full: bool):
 
 def optimise_q(model, x, full: bool = False, num_samples: int = 128, learning_rate: float = 0.05,
                max_iters: int = 5000, tol: float = 0.01, check_every: int = 100, patience: int = 2,
-               num_decays: int = 3, check_samples: int = 256, seed: int = 0) -> OptimalQ:
+               num_decays: int = 3, check_samples: int = 256, seed: int = 0,
+               images_per_batch: int | None = None) -> OptimalQ:
     """q*(z|x) for each image x (N, pixels): Adam on its ELBO from q_enc, `num_samples` fresh draws per step.
 
     Every `check_every` steps each image's ELBO is measured at `check_samples` fixed draws (a deterministic
     function of the parameters, so a change is progress, not noise). An image whose best value has risen
     by less than `tol` nats over `patience` checks has its learning rate divided by 4 (the noise floor of
     the steps shrinks with it); after `num_decays` such cuts, the next plateau ends its run. Every image
-    stops by `max_iters`; converged says which plateaued first. All images go as one batch."""
-    x = tf.convert_to_tensor(np.asarray(x, np.float32))
+    stops by `max_iters`; converged says which plateaued first. Images go `images_per_batch` at a time
+    (default: samples × images ≤ 8192 decoder rows); the draws are keyed by (seed, the batch's first image)."""
+    x = np.asarray(x, np.float32)
+    batch = even_part(len(x), images_per_batch or max(1, ROWS_PER_CALL // int(num_samples)))  # equal: one compile
+    settings = dict(full=full, num_samples=int(num_samples), learning_rate=learning_rate, max_iters=int(max_iters),
+                    tol=tol, check_every=int(check_every), patience=patience, num_decays=num_decays,
+                    check_samples=int(check_samples))
+    parts = [_optimise_batch(model, x[i:i + batch], tf.constant([int(seed) % 2**31, i], tf.int32), **settings)
+             for i in range(0, len(x), batch)]
+    return OptimalQ(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("loc", "scale_tril")), full,
+                    *(np.concatenate([getattr(p, k) for p in parts]) for k in ("iterations", "converged")))
+
+
+def _optimise_batch(model, x, key, full, num_samples, learning_rate, max_iters, tol, check_every, patience,
+                    num_decays, check_samples) -> OptimalQ:
+    x = tf.convert_to_tensor(x)
     q = model.posterior(x)
     mu, s = q.loc, q.stddev()
     N, d = mu.shape
     u = tf.zeros([N, d])
     raw = tf.zeros([N, d * (d + 1) // 2]) if full else tf.zeros([N, d])  # M = I
     m, v, t = [tf.zeros_like(u), tf.zeros_like(raw)], [tf.zeros_like(u), tf.zeros_like(raw)], tf.constant(0.0)
-    key = tf.constant([int(seed) % 2**31, 11], tf.int32)
     check_eps = tf.random.stateless_normal([check_samples, N, d], tf.random.experimental.stateless_fold_in(key, 0))
-    fit, check = _fit_fn(model, full, int(num_samples), int(check_every)), _check_fn(model, full)
+    fit, check = _fit_fn(model, full, num_samples, check_every), _check_fn(model, full)
     lr, decays, stale = np.full(N, learning_rate, np.float32), np.zeros(N, int), np.zeros(N, int)
     iterations, best = np.zeros(N, np.int64), check(x, mu, s, u, raw, check_eps).numpy()
     mark = best.copy()  # the best value at the last real rise
-    for k in range(1, -(-int(max_iters) // int(check_every)) + 1):
+    for k in range(1, -(-max_iters // check_every) + 1):
         u, raw, m, v, t = fit(x, mu, s, u, raw, m, v, t, tf.random.experimental.stateless_fold_in(key, k),
                               tf.constant(lr))
-        iterations += (lr > 0) * int(check_every)
+        iterations += (lr > 0) * check_every
         best = np.maximum(best, check(x, mu, s, u, raw, check_eps).numpy())
         rose = best - mark >= tol
         mark, stale = np.where(rose, best, mark), np.where(rose, 0, stale + 1)
@@ -202,10 +225,12 @@ def gaussian_elbo(model, x, qs: list, num_samples: int = 4096, seed: int = 1):
 
 def decompose_gap(model, x, log_px, full: bool = False, eval_samples: int = 4096, seed: int = 0,
                   **optimise_kw) -> GapResult:
-    """The gap's two parts for each image x, with log p(x) given (exact, grid or AIS): q* by optimise_q
-    (keyword arguments go to it), then both ELBOs from the same `eval_samples` fresh draws."""
+    """The gap's two parts for each image x, with log p(x) given: an array (exact, grid) or an AISResult
+    (its stderr is carried into the approximation gap's). q* by optimise_q (keyword arguments go to it),
+    then both ELBOs from the same `eval_samples` fresh draws."""
     t0 = time.perf_counter()
     x = np.asarray(x, np.float32)
+    log_px_stderr = np.asarray(getattr(log_px, "stderr", 0.0), np.float64)
     log_px = np.asarray(getattr(log_px, "log_px", log_px), np.float64)
     if log_px.shape != (len(x),):
         raise ValueError(f"log_px needs one value per image ({len(x)}); got shape {log_px.shape}")
@@ -213,5 +238,5 @@ def decompose_gap(model, x, log_px, full: bool = False, eval_samples: int = 4096
     (e_enc, se_enc, t_enc), (e_opt, se_opt, t_opt) = gaussian_elbo(
         model, x, [model.posterior(x), q_star.distribution()], eval_samples, seed + 1)
     diff = t_opt - t_enc
-    return GapResult(log_px, e_enc, se_enc, e_opt, se_opt, diff.std(0, ddof=1) / math.sqrt(len(diff)), q_star,
-                     time.perf_counter() - t0)
+    return GapResult(log_px, e_enc, se_enc, e_opt, se_opt, diff.std(0, ddof=1) / math.sqrt(len(diff)),
+                     np.broadcast_to(log_px_stderr, log_px.shape).copy(), q_star, time.perf_counter() - t0)

@@ -13,6 +13,9 @@ INTRO = ("For every image, log p(x) = ELBO(x) + KL(q(z|x) ‖ p(z|x)): the ELBO 
 SCATTER = ("Each dot is one test image. No dot can lie above the dashed line y = x, since ELBO ≤ log p(x); its "
            "vertical distance below the line is that image's gap KL(q(z|x) ‖ p(z|x)). The gaps (a few nats) are small "
            "next to how much log p(x) differs between images, so the dots hug the line; (b) shows the gaps.")
+FLAGS = (" Crosses: images whose K weights have a Pareto k̂ above 0.7 (Vehtari et al., 2024): their variance is in "
+         "effect infinite, so the estimate is likely too low and its error bar means nothing (hover for each image's "
+         "k̂).")
 GAPS = ("How many nats the ELBO loses on each image: the KL divergence from q(z|x) to the true posterior. It is never "
         "negative; a wide spread means the encoder fits some images' posteriors much worse than others.")
 CURVE = ("L_k, the mean over images of log (1/k) Σ p(x, zᵢ)/q(zᵢ|x) with k samples, from ⌊K/k⌋ disjoint groups of the "
@@ -63,7 +66,8 @@ def charts_ab(est, result, grid):
     left, right = st.columns(2, gap="large")
     with left:
         st.subheader("(a) ELBO vs log p(x), per image")
-        widgets.chart(plots.elbo_vs_logpx(est.log_px, est.elbo, exact=result.exact, grid=grid_pair), SCATTER
+        widgets.chart(plots.elbo_vs_logpx(est.log_px, est.elbo, exact=result.exact, grid=grid_pair,
+                                          pareto_k=est.pareto_k, k=est.k), SCATTER + FLAGS
                       + (" Rings: the exact log p(x) of the linear-Gaussian model, which the estimates should sit on."
                          if result.exact is not None else "")
                       + (" Diamonds: log p(x) integrated on a grid over the 2-D latent." if grid_pair else ""))
@@ -104,11 +108,14 @@ def charts_cd(run, est, result, grid, k: int, seed: int):
 
 def metrics(est, k: int):
     s = est.summary()
-    m1, m2, m3, m4 = st.columns(4)
+    m1, m2, m3, m4, m5 = st.columns(5)
     m1.metric("mean ELBO", f"{s['elbo']:.2f}", help="nats/image")
     m2.metric("mean log p(x)", f"{s['log_px']:.2f}", help=f"importance sampling, K = {k}; nats/image")
     m3.metric("mean gap", f"{s['gap']:.2f} nats", help="KL(q(z|x) ‖ p(z|x)), averaged over images")
     m4.metric("time", f"{est.seconds:.1f} s", help="to compute this estimate (kept for later visits)")
+    m5.metric("unreliable images", f"{s['unreliable_images']} of {s['num_images']}",
+              help="Images whose K importance weights have a Pareto k̂ above 0.7 (Vehtari et al., 2024): their "
+                   "estimate is likely too low and its error bar means nothing. They are crosses in (a).")
 
 
 def log_px_page():

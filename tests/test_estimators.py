@@ -131,6 +131,27 @@ def test_exact_posterior_as_proposal_gives_equal_weights():
     assert one.proposal == "given" and np.all(np.isnan(one.log_px_mc_stderr))  # one draw: no error estimate
 
 
+def test_pareto_k_small_for_a_close_proposal_and_above_0_7_for_a_lighter_tailed_one():
+    """Proposal r = N(posterior mean, (c·L)(c·L)ᵀ) for the exact posterior N(m, LLᵀ): log w = ½(1 − c²)‖ε‖² + const,
+    so w has tail index k = 1 − c² whatever the image: c = 0.95 gives k ≈ 0.1, c = 0.3 gives k = 0.91 (lighter
+    tails than the target: the variance of w is infinite)."""
+    model, W, b = linear_gaussian(20, 3, 0.4, seed=3)
+    x = sample_linear(W, b, 0.4, 10, seed=4)
+    post = X.exact_posterior(model, x)
+    k_hat = {}
+    for c in (0.95, 0.3):
+        est = E.estimate_log_px(model, x, k=5000, proposal=tfd.MultivariateNormalTriL(post.loc, post.scale_tril * c))
+        k_hat[c] = est.pareto_k
+        assert est.summary()["unreliable_images"] == int(np.sum(est.pareto_k > 0.7))
+        np.testing.assert_array_equal(est.unreliable, est.pareto_k > 0.7)
+    print("k̂, c = 0.95:", np.round(k_hat[0.95], 2), "c = 0.3:", np.round(k_hat[0.3], 2))
+    assert np.all(k_hat[0.95] < 0.5)
+    assert np.mean(k_hat[0.3]) > 0.8 and np.all(k_hat[0.3] > 0.6) and np.sum(k_hat[0.3] > 0.7) >= 8
+    # too few draws for a tail fit: no k̂, and no image flagged
+    few = E.estimate_log_px(model, x, k=20)
+    assert np.all(np.isnan(few.pareto_k)) and few.summary()["unreliable_images"] == 0
+
+
 def test_importance_sampling_converges_to_closed_form(linear):
     """With the fitted encoder as proposal, |log p̂_K − log p(x)| shrinks with K and is < 0.05 at K = 5000."""
     model, _, _, x = linear

@@ -158,6 +158,10 @@ def summary_table(result: LogPxResult, grid: np.ndarray | None = None) -> pd.Dat
             (f"log p(x), importance sampling, K = {est.k}", *_mean_se(est.log_px), n),
             ("gap = log p(x) − ELBO = KL(q(z|x) ‖ p(z|x))", *_mean_se(est.gap), n),
             (f"effective sample size of the K = {est.k} weights", *_mean_se(est.ess), n)]
+    if est.pareto_k is not None and np.isfinite(est.pareto_k).any():
+        kh = est.pareto_k[np.isfinite(est.pareto_k)]
+        rows.append((f"Pareto k̂ of the weights: > 0.7 (unreliable) on {int(est.unreliable.sum())} of {n} images",
+                     *_mean_se(kh), len(kh)))
     if result.exact is not None:
         rows += [("exact log p(x) (closed form)", *_mean_se(result.exact), n),
                  ("importance-sampling error, log p̂(x) − exact", *_mean_se(est.log_px - result.exact), n),
@@ -175,6 +179,12 @@ def per_image_table(result: LogPxResult, labels, label_name, grid: np.ndarray | 
     n = est.num_images
     df = pd.DataFrame({"test_index": np.arange(n), "elbo": est.elbo, "log_px": est.log_px, "gap": est.gap,
                        "log_px_mc_stderr": est.log_px_mc_stderr, "ess": est.ess})
+    if est.pareto_k is not None:
+        from vae_tf.mc_error import reason
+
+        df["pareto_k"] = est.pareto_k
+        df["unreliable"] = est.unreliable
+        df["reliability"] = [reason(float(v), est.k) for v in est.pareto_k]
     if labels is not None:
         df.insert(1, "label", [label_name(v) for v in np.asarray(labels)[:n]])
     if result.exact is not None:

@@ -126,6 +126,8 @@ def cmd_evaluate(args) -> int:
         if key in out:
             print(f"{key:>14}  {out[key]:10.3f}")
     print(f"{'mean ESS':>14}  {out['ess_mean']:10.1f} of {out['k']}")
+    print(f"{'unreliable':>14}  {out['unreliable_images']:10d} images with Pareto k̂ > 0.7 (their estimate is likely "
+          "too low and its error bar means nothing)")
     print(f"{out['num_images']} images in {out['seconds']:.1f}s")
     return 0
 

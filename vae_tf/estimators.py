@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from . import mc_error
 from .draws import ROWS_PER_CALL, Cancelled, even_part, image_batch, log_terms, log_terms_mirrored, q_fn
 
 tfd = tfp.distributions
@@ -82,6 +83,7 @@ class Estimate:
     proposal: str
     seconds: float
     cancelled: bool = False
+    pareto_k: np.ndarray | None = None  # (N,) Pareto k̂ of each image's K weights (mc_error.pareto_k; NaN: none)
 
     @property
     def gap(self) -> np.ndarray:
@@ -91,6 +93,11 @@ class Estimate:
     def num_images(self) -> int:
         return len(self.log_px)
 
+    @property
+    def unreliable(self) -> np.ndarray:
+        """(N,) bool: the images whose k̂ > 0.7, whose estimate and error bar cannot be trusted."""
+        return mc_error.unreliable(self.pareto_k if self.pareto_k is not None else np.full(self.num_images, np.nan))
+
     def summary(self) -> dict:
         """Means over images with standard errors (over images, so they cover the choice of images)."""
         n = max(self.num_images, 1)
@@ -99,7 +106,8 @@ class Estimate:
                 "log_px": float(np.mean(self.log_px)), "log_px_stderr": se(self.log_px),
                 "gap": float(np.mean(self.gap)), "gap_stderr": se(self.gap),
                 "ess_mean": float(np.mean(self.ess)), "num_images": self.num_images, "k": self.k,
-                "proposal": self.proposal, "seconds": self.seconds, "cancelled": self.cancelled}
+                "proposal": self.proposal, "seconds": self.seconds, "cancelled": self.cancelled,
+                "unreliable_images": int(self.unreliable.sum())}
 
     def iwae_curve(self) -> dict:
         """Data-set mean of L_k for each k, with its Monte-Carlo standard error (the images held fixed)."""
@@ -205,7 +213,7 @@ def estimate_log_px(model, x, k: int = 1000, proposal="posterior", seed: int = 0
         raise Cancelled("stopped before any image was done")
     cat = lambda j: np.concatenate([p[j] for p in parts])  # noqa: E731
     return Estimate(cat(0), cat(1), cat(2), cat(3), ks, cat(4), cat(5), k, name,
-                    time.perf_counter() - t0, cancelled)
+                    time.perf_counter() - t0, cancelled, pareto_k=cat(6))
 
 
 def _log_px_and_ess(lw):
@@ -237,7 +245,7 @@ def _summarise_weights(model, x, lw, ll, ks, proposal, seed=0, first_index=0, kl
         elbo_ = ll.mean(0) - np.asarray(kl, np.float64)
     else:
         elbo_ = elbo(model, x, num_samples=min(K, 1000), seed=seed, first_index=first_index).elbo
-    return log_px, elbo_, ess, stderr, np.stack(iwae, 1), np.stack(var, 1)
+    return log_px, elbo_, ess, stderr, np.stack(iwae, 1), np.stack(var, 1), mc_error.pareto_k(lw)
 
 
 def logsumexp(a, axis: int | None = None):

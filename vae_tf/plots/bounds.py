@@ -9,21 +9,34 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .style import (ELBO_COLOR, EXACT_COLOR, GRID_COLOR, LOGPX_COLOR, PROPOSAL_COLORS, PROPOSAL_NAMES, RUN_COLORS,
-                    base_layout)
+                    UNRELIABLE_COLOR, base_layout)
 
 
-def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, height: int = 460) -> go.Figure:
-    """Per image: x = importance-sampled log p(x), y = ELBO, with y = x. Every point lies on or
-    under the line, by the gap KL(q(z|x) ‖ p(z|x)). exact: (N,) closed-form log p(x) of the same
-    images; grid: (idx, values) numerical-integration log p(x) of images idx; both drawn as rings."""
+def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, pareto_k=None, k: int | None = None,
+                  elbo_name: str = "ELBO", height: int = 460) -> go.Figure:
+    """Per image: x = importance-sampled log p(x), y = an ELBO estimate (elbo_name says which), with y = x.
+    exact: (N,) closed-form log p(x) of the same images; grid: (idx, values) numerical-integration
+    log p(x) of images idx; both drawn as rings. pareto_k: (N,) k̂ of each image's weights: the images
+    with k̂ > 0.7 are drawn as crosses, the reason on hover (mc_error.reason)."""
+    from ..mc_error import reason, unreliable
+
     log_px, elbo = np.asarray(log_px, np.float64), np.asarray(elbo, np.float64)
     fig = go.Figure()
     xs = [log_px, elbo]
-    fig.add_trace(go.Scattergl(x=log_px, y=elbo, mode="markers", name="importance sampling  (log p̂(x), ELBO)",
-                               marker=dict(size=6, color=LOGPX_COLOR, opacity=0.7),
-                               customdata=np.arange(len(elbo)),
-                               hovertemplate="image %{customdata}<br>log p̂(x) = %{x:.2f}<br>"
-                                             "ELBO = %{y:.2f}<extra></extra>"))
+    flagged = unreliable(pareto_k) if pareto_k is not None else np.zeros(len(elbo), bool)
+    why = [reason(float(v), k or 0) for v in pareto_k] if pareto_k is not None else [""] * len(elbo)
+    # one trace for every image (flagged ones as dark crosses), so that its points are all the images
+    fig.add_trace(go.Scattergl(x=log_px, y=elbo, mode="markers", name=f"importance sampling  (log p̂(x), {elbo_name})",
+                               marker=dict(size=np.where(flagged, 9, 6), opacity=0.75,
+                                           color=np.where(flagged, UNRELIABLE_COLOR, LOGPX_COLOR),
+                                           symbol=np.where(flagged, "x", "circle")),
+                               customdata=np.stack([np.arange(len(elbo)), np.asarray(why, object)], -1),
+                               hovertemplate="image %{customdata[0]}<br>log p̂(x) = %{x:.2f}<br>" + elbo_name
+                                             + " = %{y:.2f}<br>%{customdata[1]}<extra></extra>"))
+    if flagged.any():  # the crosses' legend entry
+        fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", hoverinfo="skip",
+                                   name=f"× unreliable: Pareto k̂ > 0.7 ({int(flagged.sum())} images)",
+                                   marker=dict(size=9, color=UNRELIABLE_COLOR, symbol="x")))
     if exact is not None:
         exact = np.asarray(exact, np.float64)
         xs.append(exact)

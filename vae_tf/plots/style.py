@@ -13,6 +13,7 @@ RUN_COLORS = CLASS_COLORS
 PATH_COLORS = {"linear": "#111111", "spherical": "#e8590c"}
 ELBO_COLOR, LOGPX_COLOR, EXACT_COLOR, GRID_COLOR = "#4263eb", "#e8590c", "#2b8a3e", "#c2255c"
 Q_COLOR, PRIOR_COLOR, MARK_COLOR, CLICK_COLOR = "#e8590c", "#868e96", "#c2255c", "#2b8a3e"
+UNRELIABLE_COLOR = "#212529"  # images whose estimate cannot be trusted (Pareto k̂ > 0.7)
 PROPOSAL_COLORS = {"prior": "#868e96", "posterior": LOGPX_COLOR}
 PROPOSAL_NAMES = {"prior": "prior p(z)", "posterior": "encoder q(z|x)"}
 FONT = dict(size=13)

@@ -18,9 +18,12 @@ FLAGS = (" Crosses: images whose K weights have a Pareto k̂ above 0.7 (Vehtari 
          "k̂).")
 GAPS = ("How many nats the ELBO loses on each image: the KL divergence from q(z|x) to the true posterior. It is never "
         "negative; a wide spread means the encoder fits some images' posteriors much worse than others.")
-CURVE = ("L_k, the mean over images of log (1/k) Σ p(x, zᵢ)/q(zᵢ|x) with k samples, from ⌊K/k⌋ disjoint groups of the "
-         "same draws; bars are Monte-Carlo standard errors. L₁ is the ELBO; the bound rises with k toward log p(x), "
-         "because averaging more importance weights makes q's mismatch with p(z|x) matter less.")
+CURVE = ("L_k, the mean over images of log (1/k) Σ p(x, zᵢ)/q(zᵢ|x) with k samples, from ⌊K/k⌋ disjoint groups of "
+         "the same draws (so the points share their draws). Bars: ±1 Monte-Carlo standard error with the images held "
+         "fixed, the same estimator at every k: the spread of one k-draw estimate, measured from the groups and fitted "
+         "as a power law in k, extended to the points with fewer than 4 groups (at k = K: one). L₁ is the ELBO; the "
+         "bound rises with k toward log p(x), because averaging more importance weights makes q's mismatch with "
+         "p(z|x) matter less.")
 PAIR = ("The IWAE objective trains on L_k instead of the ELBO. Below, two runs on the same test images (by default the "
         "shipped pair trained alike with k = 5 samples per image, one on each objective), with the same estimator "
         f"(first {run_pair.N_IMAGES} test images, K = {run_pair.K}). An estimate computed here is reused on the "
@@ -67,7 +70,8 @@ def charts_ab(est, result, grid):
     with left:
         st.subheader("(a) ELBO vs log p(x), per image")
         widgets.chart(plots.elbo_vs_logpx(est.log_px, est.elbo, exact=result.exact, grid=grid_pair,
-                                          pareto_k=est.pareto_k, k=est.k), SCATTER + FLAGS
+                                          pareto_k=est.pareto_k, k=est.k, stderr=est.log_px_mc_stderr),
+                      SCATTER + FLAGS
                       + (" Rings: the exact log p(x) of the linear-Gaussian model, which the estimates should sit on."
                          if result.exact is not None else "")
                       + (" Diamonds: log p(x) integrated on a grid over the 2-D latent." if grid_pair else ""))
@@ -96,7 +100,9 @@ def charts_cd(run, est, result, grid, k: int, seed: int):
         summary = estimates.summary_table(result, grid)
         st.table(summary.style.format({"mean (nats/image)": "{:.3f}", "standard error": "{:.3f}"}).hide(axis="index"))
         st.caption("Means over the test images, with standard errors over images (they cover the choice of images "
-                   "as well as the sampling).")
+                   "as well as the sampling). Each image's own log p̂(x) has a Monte-Carlo standard error (per-image "
+                   "CSV, hover in (a)): its standard deviation over repeats with other seeds, from the spread of "
+                   "disjoint groups of its draws; it leaves out the estimate's downward bias, which k̂ flags.")
         d1, d2 = st.columns(2)
         stem = f"{run.name}-n{est.num_images}-K{k}-seed{seed}"
         d1.download_button("Summary (CSV)", summary.to_csv(index=False), f"{stem}-summary.csv", "text/csv",

@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from conftest import make_tiny_dataset
-from vae_tf import draws
+from vae_tf import draws, mc_error
 from vae_tf import estimators as E
 from vae_tf import evaluate as V
 from vae_tf import exact as X
@@ -297,6 +297,40 @@ def test_analytic_and_monte_carlo_kl_agree(model4d):
     np.testing.assert_allclose(analytic.recon, mc.recon)
 
 
+# -- the Monte-Carlo standard error, against the spread over seeds ----------------------------------------------
+@pytest.fixture(scope="module")
+def tiny4d():
+    """A 4-D latent MLP on the tiny 8×8 set: heavy-tailed weights (k̂ ≈ 0.6–0.7), where the delta method's
+    bars are too narrow."""
+    data = make_tiny_dataset()
+    model = train(Config(latent_dim=4, hidden=(32,), batch_size=64, epochs=20, learning_rate=3e-3), data)
+    return model, data.test_images("bernoulli")[:20]
+
+
+def calibration(lp, se):
+    """(pooled ratio of the seed-to-seed SD to the reported SE, share of seeds within ±2 SE of the seeds' mean):
+    lp, se (seeds, images)."""
+    sd = lp.std(0, ddof=1)
+    return (math.sqrt(np.sum(sd ** 2) / np.sum(np.mean(se ** 2, 0))),
+            float(np.mean(np.abs(lp - lp.mean(0)) <= 2 * se)))
+
+
+def test_standard_error_matches_the_spread_over_16_seeds(tiny4d):
+    """20 images × 16 seeds at K = 2000: the SD over seeds / the reported SE is within 0.7–1.4 pooled, and ±2 SE
+    covers at least 88 % of the seeds; the delta method √(1/ESS − 1/K) on the same draws, for comparison."""
+    model, x = tiny4d
+    K = 2000
+    ests = [E.estimate_log_px(model, x, k=K, seed=s) for s in range(16)]
+    lp = np.stack([e.log_px for e in ests])
+    ratio, cover = calibration(lp, np.stack([e.log_px_mc_stderr for e in ests]))
+    d_ratio, d_cover = calibration(lp, np.stack([mc_error.delta_method_stderr(e.ess, K) for e in ests]))
+    print(f"fit: ratio {ratio:.2f}, ±2 SE covers {cover:.1%}; delta method: ratio {d_ratio:.2f}, covers {d_cover:.1%}")
+    assert 0.7 <= ratio <= 1.4 and cover >= 0.88
+    assert d_cover < cover  # what the fit replaced covers less
+    # the curve's last point is log p̂_K with that same error
+    np.testing.assert_allclose(ests[0].iwae_mc_var[:, -1], ests[0].log_px_mc_stderr ** 2)
+
+
 # -- implementation: chunking, memory, progress, stop ------------------------------------------------------
 def test_chunked_and_unchunked_agree(model4d):
     model, x = model4d
@@ -311,11 +345,11 @@ def test_chunked_and_unchunked_agree(model4d):
     # a longer run extends a shorter one: its first 300 draws are the same draws
     log_w, _ = E.log_weights(model, x, 1000, seed=1)
     np.testing.assert_allclose(E.logsumexp(log_w[:300], 0) - math.log(300), ref.log_px, rtol=0, atol=1e-4)
-    # K itself ends the IWAE curve; L_200 (one group of 200 out of 300) has the delta-method variance of its own
-    # 200 weights, L_300 that of log p̂_300
+    # K itself ends the IWAE curve, and every L_k has the same kind of error: sd(k)²/⌊K/k⌋, sd(k) the spread of one
+    # k-draw estimate, fitted as a power law in k and extended to the last points (one group of 200, or of 300)
     assert ref.iwae_ks == (1, 2, 5, 10, 20, 50, 100, 200, 300)
-    w = np.exp(log_w[:200] - log_w[:200].max(0))
-    np.testing.assert_allclose(ref.iwae_mc_var[:, -2], 1 / (w.sum(0) ** 2 / (w ** 2).sum(0)) - 1 / 200, rtol=1e-3)
+    sd = np.sqrt(ref.iwae_mc_var * (300 // np.array(ref.iwae_ks)))
+    assert np.all(np.diff(np.log(sd[:, 1:]), axis=1) <= 1e-9)  # from k = 2 on: never narrower than the trend
     np.testing.assert_allclose(ref.iwae_mc_var[:, -1], ref.log_px_mc_stderr ** 2)
 
 

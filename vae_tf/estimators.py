@@ -75,10 +75,10 @@ class Estimate:
     log_px: np.ndarray  # (N,) log p̂_K(x)
     elbo: np.ndarray  # (N,) ELBO (analytic KL; recon averaged over the K draws when r = q)
     ess: np.ndarray  # (N,) effective sample size (Σw)² / Σw² of the K weights
-    log_px_mc_stderr: np.ndarray  # (N,) delta-method MC error of log p̂: √(1/ESS − 1/K) (NaN for K = 1)
+    log_px_mc_stderr: np.ndarray  # (N,) MC standard error of log p̂ (mc_error: the groups' spread, extended to K)
     iwae_ks: tuple[int, ...]
     iwae: np.ndarray  # (N, len(ks)) L_k estimated from ⌊K/k⌋ disjoint groups of the same draws
-    iwae_mc_var: np.ndarray  # (N, len(ks)) MC variance of those per-image estimates
+    iwae_mc_var: np.ndarray  # (N, len(ks)) MC variance of those per-image estimates, one estimator for every k
     k: int
     proposal: str
     seconds: float
@@ -222,24 +222,17 @@ def _log_px_and_ess(lw):
     return lse - math.log(lw.shape[0]), np.exp(2 * lse - logsumexp(2 * lw, 0))
 
 
-def _delta_var(ess, k):
-    """Var(log p̂_k) ≈ Var(w)/(k·E[w]²) = 1/ESS − 1/k (delta method). One draw says nothing: NaN."""
-    return np.maximum(1 / ess - 1 / k, 0) if k > 1 else np.full(np.shape(ess), np.nan)
-
-
 def _summarise_weights(model, x, lw, ll, ks, proposal, seed=0, first_index=0, kl=None):
+    """One batch's per-image results from its log-weights lw (K, N) and log p(x|z) ll (K, N)."""
     K = lw.shape[0]
     log_px, ess = _log_px_and_ess(lw)
-    stderr = np.sqrt(_delta_var(ess, K))
-    iwae, var = [], []
-    for kk in ks:
-        m = K // kk
-        groups = logsumexp(lw[: m * kk].reshape(m, kk, -1), 1) - math.log(kk)  # (m, N): log p̂_k of each group
-        iwae.append(groups.mean(0))
-        if m > 1:  # the spread of the m independent group estimates
-            var.append(groups.var(0, ddof=1) / m)
-        else:  # one group: the delta method on that group's own k weights
-            var.append(_delta_var(ess if kk == K else _log_px_and_ess(lw[:kk])[1], kk))
+    # log p̂_k of ⌊K/k⌋ disjoint groups of k draws, at the curve's k and at the error fit's levels
+    levels = sorted(set(ks) | {kk for kk in IWAE_KS if K // kk >= mc_error.MIN_GROUPS})
+    groups = {kk: logsumexp(lw[: (K // kk) * kk].reshape(K // kk, kk, -1), 1) - math.log(kk) for kk in levels}
+    fit = mc_error.fit_spread(groups, K)
+    var = mc_error.bound_variances(groups, K, fit)
+    stderr = np.sqrt(var[K]) if K > 1 else np.full(len(log_px), np.nan)
+    iwae, var = [groups[kk].mean(0) for kk in ks], [var[kk] for kk in ks]
     if proposal == "posterior":  # E_q[log p(x|z)] from the K draws, KL exactly
         kl = q_fn(model)(tf.constant(x))[2] if kl is None else kl
         elbo_ = ll.mean(0) - np.asarray(kl, np.float64)

@@ -13,11 +13,12 @@ from .style import (ELBO_COLOR, EXACT_COLOR, GRID_COLOR, LOGPX_COLOR, PROPOSAL_C
 
 
 def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, pareto_k=None, k: int | None = None,
-                  elbo_name: str = "ELBO", height: int = 460) -> go.Figure:
+                  elbo_name: str = "ELBO", stderr=None, height: int = 460) -> go.Figure:
     """Per image: x = importance-sampled log p(x), y = an ELBO estimate (elbo_name says which), with y = x.
     exact: (N,) closed-form log p(x) of the same images; grid: (idx, values) numerical-integration
     log p(x) of images idx; both drawn as rings. pareto_k: (N,) k̂ of each image's weights: the images
-    with k̂ > 0.7 are drawn as crosses, the reason on hover (mc_error.reason)."""
+    with k̂ > 0.7 are drawn as crosses, the reason on hover (mc_error.reason); stderr: (N,) each log p̂'s
+    Monte-Carlo standard error, on hover."""
     from ..mc_error import reason, unreliable
 
     log_px, elbo = np.asarray(log_px, np.float64), np.asarray(elbo, np.float64)
@@ -25,14 +26,16 @@ def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, pareto_k=None, k: int | N
     xs = [log_px, elbo]
     flagged = unreliable(pareto_k) if pareto_k is not None else np.zeros(len(elbo), bool)
     why = [reason(float(v), k or 0) for v in pareto_k] if pareto_k is not None else [""] * len(elbo)
+    pm = np.asarray([f" ± {v:.2f}" if np.isfinite(v) else "" for v in stderr] if stderr is not None
+                    else [""] * len(elbo), object)
     # one trace for every image (flagged ones as dark crosses), so that its points are all the images
     fig.add_trace(go.Scattergl(x=log_px, y=elbo, mode="markers", name=f"importance sampling  (log p̂(x), {elbo_name})",
                                marker=dict(size=np.where(flagged, 9, 6), opacity=0.75,
                                            color=np.where(flagged, UNRELIABLE_COLOR, LOGPX_COLOR),
                                            symbol=np.where(flagged, "x", "circle")),
-                               customdata=np.stack([np.arange(len(elbo)), np.asarray(why, object)], -1),
-                               hovertemplate="image %{customdata[0]}<br>log p̂(x) = %{x:.2f}<br>" + elbo_name
-                                             + " = %{y:.2f}<br>%{customdata[1]}<extra></extra>"))
+                               customdata=np.stack([np.arange(len(elbo)), np.asarray(why, object), pm], -1),
+                               hovertemplate="image %{customdata[0]}<br>log p̂(x) = %{x:.2f}%{customdata[2]}<br>"
+                                             + elbo_name + " = %{y:.2f}<br>%{customdata[1]}<extra></extra>"))
     if flagged.any():  # the crosses' legend entry
         fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", hoverinfo="skip",
                                    name=f"× unreliable: Pareto k̂ > 0.7 ({int(flagged.sum())} images)",

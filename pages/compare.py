@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import active, catalog, estimates, links, run_pair, widgets
+from ui import active, catalog, estimates, links, run_pair, session, widgets
 from vae_tf import plots
 
 P = "page.compare."
@@ -18,12 +18,14 @@ BOUNDS = ("The bounds in order, ELBO = L₁ ≤ L₅ ≤ L₅₀ ≤ log p(x), f
 
 
 def pick_runs(everything: dict, active_name: str | None) -> list[str]:
-    if active_name in everything:  # by default: the active run and the runs comparable with it
+    """By default the active run and the newest runs comparable with it (a run just trained is among them)."""
+    newest = sorted(everything, key=lambda n: str(everything[n]["meta"].get("updated", "")), reverse=True)
+    if active_name in everything:
         def kind(n):
             return everything[n]["config"]["dataset"], everything[n]["config"]["likelihood"]
-        default = [n for n in everything if kind(n) == kind(active_name)][:4]
+        default = [active_name] + [n for n in newest if n != active_name and kind(n) == kind(active_name)][:3]
     else:
-        default = list(everything)[:3]
+        default = newest[:3]
     return st.multiselect("Runs", list(everything), default=default, key=P + "runs", bind="query-params",
                           persist_state="session", max_selections=8,
                           help="Runs on the same data set and likelihood compare in nats; others do not.")
@@ -83,7 +85,8 @@ def final_charts(rows: list[dict]):
 def compare_page():
     s = active.settings()
     st.title("Compare runs")
-    everything = catalog.summaries(catalog.names(s.root))
+    everything = catalog.summaries(catalog.visible(catalog.names(s.root), session.visitor(),
+                                                   bool(st.session_state.get(session.SHOW_OTHERS))))
     if not everything:
         st.info("There are no runs yet. Train one on the **Train** page.")
         st.stop()

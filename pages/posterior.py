@@ -13,8 +13,8 @@ INTRO = ("Bayes' rule gives the posterior the encoder approximates: p(z|x) = p(x
          "can be drawn beside q(z|x) = N(μ(x), diag s(x)²). Their distance KL(q(z|x) ‖ p(z|x)) is exactly the ELBO's "
          "gap, log p(x) − ELBO.")
 MAP = ("Blue: the true posterior p(z|x) of this image, from p(x|z)·p(z) on the grid divided by the grid's p(x). "
-       "Orange: the encoder's q(z|x), its 1σ and 2σ ellipses, its mean (×) and samples. Grey dotted: the prior N(0, I) at "
-       "radius 1, 2, 3. Click anywhere (shift-click for more points) to decode that z.")
+       "Orange: the encoder's q(z|x), its 1σ and 2σ ellipses, its mean (×) and samples. Grey dotted: the prior "
+       "N(0, I) at radius 1, 2, 3. Click anywhere (shift-click for more points) to decode that z.")
 MISS = ("Importance sampling with q as the proposal then almost never draws from that region, and its log p̂(x) (ESS "
         "{ess:.0f} of {k}) falls short of the grid's by {short:.1f} nats: it reports the gap to the part of the "
         "posterior q covers. KL(q ‖ p) is 'mode-seeking': it charges q for mass where p has none, not for p's mass "
@@ -114,13 +114,16 @@ def posterior_page():
     st.title("The true posterior p(z|x)")
     run = active.active_run()
     if run.run.config.latent_dim != 2:
-        st.info(f"Run **{run.name}** has a {run.run.config.latent_dim}-D latent. The true posterior "
+        shipped = active.load(server.TWO_D_RUN)
+        st.info(f"The active run **{run.name}** has a {run.run.config.latent_dim}-D latent. The true posterior "
                 "p(z|x) = p(x|z)·p(z)/p(x) can be computed on a grid, and drawn, only when z has two dimensions: "
                 "a grid of 201 points per axis is 40,401 decoder calls in 2-D, and 201²⁰ in 20-D. "
-                f"The shipped run **{server.TWO_D_RUN}** has a 2-D latent.")
-        widgets.offer_run(server.TWO_D_RUN, "Make the 2-D run the active run and draw its posteriors.",
-                          "posterior.use2d")
-        st.stop()
+                + (f"Below: the shipped 2-D run **{server.TWO_D_RUN}**; the other pages keep showing "
+                   f"{run.name}." if shipped else ""))
+        widgets.offer_run(server.TWO_D_RUN, "Make the 2-D run the active run of every page.", "posterior.use2d")
+        if shipped is None:
+            st.stop()
+        run = shipped
     from vae_tf.exact import posterior_modes  # TensorFlow is loaded by now
 
     st.markdown(f"Run **{run.name}**. " + INTRO)

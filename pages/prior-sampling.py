@@ -62,6 +62,7 @@ def prior_sampling_page():
     study = cache.proposal_study(run.key, index, ks, repeats, run.model, run.x)
     ref = cache.reference(run.key, index, run.model, run.x)
     ref_name = {"exact": "exact log p(x) (closed form)", "grid": "log p(x) by grid integral",
+                "quadrature": "log p(x) by quadrature (1-D latent)",
                 "importance sampling": f"log p(x), q proposal, K = {cache.IS_K}"}[ref.method]
     widgets.chart(plots.proposal_comparison(study, ref.log_px, ref_name),
                   f"Left: each repeat's estimate with the first k of its draws (faint dots) and their mean ± one "

@@ -30,18 +30,24 @@ def identity(d, ref):
              r"_{\mathrm{KL}(q(z|x)\,\|\,p(z|x))\;\ge\;0}")
     elbo = d.elbo.formula
     gap = ref.log_px - elbo
-    st.latex(ub(ref.log_px, r"\log p(x)") + " = " + ub(elbo, r"\text{ELBO}") + (" + " if gap >= 0 else " ")
-             + ub(gap, r"\mathrm{KL}(q \,\|\, p(z|x))"))
+    sampled = ref.method == "importance sampling"  # then log p̂ − ELBO is L_K − ELBO, a lower estimate of the KL
+    st.latex(ub(ref.log_px, r"\log \hat p_K(x)" if sampled else r"\log p(x)") + (r" \approx " if sampled else " = ")
+             + ub(elbo, r"\text{ELBO}") + (" + " if gap >= 0 else " ")
+             + ub(gap, r"L_K - \text{ELBO}\;\le\;\mathrm{KL}(q \,\|\, p(z|x))" if sampled
+                  else r"\mathrm{KL}(q \,\|\, p(z|x))"))
     how = {"exact": "exactly, in closed form (a linear decoder with a Gaussian likelihood has "
                     "p(x) = N(x; b, WWᵀ + σ²I))",
            "grid": "by integrating p(x|z)p(z) over a fine grid of the 2-D latent",
-           "importance sampling": f"by importance sampling with q as the proposal (K = {S:,}); the true log p(x) is at "
-                                  "least this, up to Monte-Carlo error"}[ref.method]
+           "importance sampling": f"by importance sampling with q as the proposal (K = {S:,}), whose expectation is "
+                                  "the IWAE bound L_K: the true log p(x) is at least this on average, so the gap "
+                                  "shown is L_K − ELBO, a lower estimate of the KL",
+           "quadrature": "by integrating p(x|z)p(z) along the 1-D latent (quadrature)"}[ref.method]
     st.markdown(f"log p(x) is computed {how}. The ELBO is E_q[log p(x|z)] over the S draws minus the exact KL to "
                 "the prior (section 3). The gap between them is the KL divergence from q(z|x) to the true posterior: "
                 "how much the bound loses because the encoder is not the posterior."
-                + (f" On the grid the same KL, computed on its own, is **{ref.kl_q_posterior:.3f}** nats (the grid's "
-                   "ELBO differs from the Monte-Carlo one by the draws' error)." if ref.method == "grid" else ""))
+                + (f" Integrated on its own, the same KL is **{ref.kl_q_posterior:.3f}** nats (the integrated "
+                   "ELBO differs from the Monte-Carlo one by the draws' error)." if ref.kl_q_posterior is not None
+                   else ""))
 
 
 def jensen(d, imp):
@@ -167,7 +173,8 @@ def log_px_positive(run, ref, g_exact, gname, index: int):
             "scales do not compare with each other, nor with a Bernoulli model's probabilities.")
     else:
         st.markdown(f"**'log p(x) ≤ 0'.** True for a probability, false for a density. {lp_note}A Gaussian decoder "
-                    "gives grey levels a density, which exceeds 1 wherever σ is small, so its log p(x) can be positive.")
+                    "gives grey levels a density, which exceeds 1 wherever σ is small, so its log p(x) can be "
+                    "positive.")
 
 
 def theory_page():

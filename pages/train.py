@@ -1,7 +1,9 @@
 """Train: a new run from the sidebar's hyperparameters, its live curves, and every run side by side."""
+import functools
+
 import streamlit as st
 
-from ui import active, cache, catalog, links, server, session, sidebar, training, uploads, widgets
+from ui import active, cache, catalog, links, session, sidebar, training, uploads, widgets
 
 INTRO = ("Adam maximises the ELBO = E_q(z|x)[log p(x|z)] − KL(q(z|x) ‖ p(z)), a lower bound on log p(x), with the "
          "hyperparameters in the sidebar. The result is saved as a new run and becomes the active run that every "
@@ -33,7 +35,8 @@ def next_run(s, busy: bool):
     elif s.config is not None and not busy:
         c = s.config
         images = f"{c.max_train_images:,}" if c.max_train_images else "all"
-        st.caption(f"{training.plural(c.epochs, 'epoch')} of {images} training images of {sidebar.dataset_label(c.dataset)}, "
+        st.caption(f"{training.plural(c.epochs, 'epoch')} of {images} training images of "
+                   f"{sidebar.dataset_label(c.dataset)}, "
                    f"batches of {c.batch_size}, latent {c.latent_dim}, hidden {','.join(map(str, c.hidden))}, "
                    f"{c.decoder} decoder, {c.likelihood} likelihood, {c.objective} objective.")
     st.button("Train", type="primary", icon=":material/play_arrow:", key="train.go", on_click=training.request,
@@ -54,8 +57,8 @@ def own_data(busy: bool):
 def continue_training(s):
     """More epochs for the active run, from where it stopped (the trainer resumes exactly)."""
     meta, cfg = s.run_summary["meta"], s.run_summary["config"]
-    why_not = ("shipped runs stay as shipped" if s.run_name in server.SHIPPED else
-               "it diverged" if meta.get("status") == "diverged" else None)
+    why_not = catalog.deletable(s.run_name, session.visitor()) or (
+        "it diverged" if meta.get("status") == "diverged" else None)
     with st.expander(f"Continue training {s.run_name}", icon=":material/resume:"):
         more = st.number_input("More epochs", 1, 100, 5, key="page.train.more", disabled=bool(why_not),
                                help="Adds epochs to the run, with its own settings; the run keeps its name.")
@@ -66,9 +69,36 @@ def continue_training(s):
                                                                        else ""))
 
 
+def manage_run(s):
+    """Download the active run, delete it if it is the visitor's, or upload a run .zip."""
+    from vae_tf import archive
+
+    me = session.visitor()
+    c1, c2, c3 = st.columns(3, gap="medium")
+    if s.run_name:
+        c1.download_button(f"Download {s.run_name} (.zip)", functools.partial(archive.pack, s.ref.path),
+                           f"{s.run_name}.zip", "application/zip", icon=":material/download:", key="train.download",
+                           on_click="ignore")
+        why_not = catalog.deletable(s.run_name, me)
+        sure = c2.checkbox(f"Yes, delete {s.run_name}", key="train.delete_sure", disabled=bool(why_not),
+                           help=f"Not possible: {why_not}." if why_not else "Deleting cannot be undone.")
+        c2.button("Delete the active run", key="train.delete", icon=":material/delete:",
+                  disabled=bool(why_not) or not sure, on_click=_delete, args=(s.run_name, me))
+    c3.file_uploader("Add a run (.zip, as downloaded)", type=["zip"], key="page.train.run_upload",
+                     on_change=uploads.on_run_upload)
+
+
+def _delete(name: str, visitor: str):
+    why = catalog.delete(name, visitor)
+    session.flash("warning" if why else "success", f"Cannot delete {name}: {why}." if why else f"Deleted {name}.")
+    st.session_state.pop("train.delete_sure", None)
+
+
 def all_runs(s):
     st.subheader("All runs")
-    table = catalog.table(s.root)
+    manage_run(s)
+    shown = catalog.visible(catalog.names(s.root), session.visitor(), bool(st.session_state.get(session.SHOW_OTHERS)))
+    table = catalog.table(s.root, shown)
     if table.empty:
         st.info("No runs yet.")
         return

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import APP, finish_training, make_lab, texts
+from conftest import finish_training, make_lab, texts
 from conftest import open_app as shared_open_app
 from plotly_spec import charts, traces
 from streamlit.testing.v1 import AppTest
@@ -384,6 +384,74 @@ def test_a_run_worse_than_ignoring_its_input_is_not_made_active(lab, monkeypatch
     finish_training(at)
     assert "did not learn" in texts(at.warning) and "ignores its input" in texts(at.warning)
     assert at.selectbox(key="run.active").value != "tiny-worse"
+
+
+def test_a_visitors_runs_are_theirs(lab):
+    """A run trained by one visitor is listed first for them, marked theirs, and deletable by them only; another
+    visitor does not see it unless they ask, and cannot delete it; anyone may download it."""
+    root, _ = lab
+    a = set_tiny(open_app(), "tiny-mine")
+    a.button(key="train.go").click().run()
+    finish_training(a)
+    picker = a.selectbox(key="run.active")
+    assert picker.options[0] == "tiny-mine (yours)" and picker.value == "tiny-mine"
+    b = open_app()  # another visitor
+    assert "tiny-mine" not in b.selectbox(key="run.active").options
+    b.toggle(key="runs.show_others").set_value(True).run()
+    assert "tiny-mine" in b.selectbox(key="run.active").options
+    b.selectbox(key="run.active").set_value("tiny-mine").run()
+    assert b.checkbox(key="train.delete_sure").disabled  # not theirs
+    from ui import catalog
+
+    assert catalog.delete("tiny-mine", "someone-else") == "it is another visitor's"
+    assert (root / "tiny-mine").is_dir()
+    a.checkbox(key="train.delete_sure").check().run()
+    a.button(key="train.delete").click().run()
+    assert "Deleted tiny-mine" in texts(a.success) and not (root / "tiny-mine").exists()
+    assert a.selectbox(key="run.active").value == "fashion-default"
+
+
+def test_a_run_zip_round_trips_and_a_bad_one_changes_nothing(lab):
+    from vae_tf import archive
+
+    root, _ = lab
+    data = archive.pack(root / "fashion-2d")
+    at = open_app()
+    at.file_uploader(key="page.train.run_upload").upload("my-2d.zip", data).run()
+    assert "Run my-2d added" in texts(at.success)
+    assert at.selectbox(key="run.active").value == "my-2d"
+    assert (root / "my-2d" / "weights.npz").read_bytes() == (root / "fashion-2d" / "weights.npz").read_bytes()
+    before = sorted(p.name for p in root.iterdir())
+    at.file_uploader(key="page.train.run_upload").upload("evil.zip", _zip({"../../x/meta.json": b"{}"})).run()
+    assert "Run not accepted: it holds more than one folder" in texts(at.error)
+    at.file_uploader(key="page.train.run_upload").upload("evil2.zip", _zip({"run/evil.py": b"x"})).run()
+    assert "'run/evil.py', which is not a file of a run" in texts(at.error)
+    assert sorted(p.name for p in root.iterdir()) == before
+
+
+def _zip(members: dict) -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_true_posterior_on_a_20d_run_shows_the_shipped_2d_run_and_keeps_the_active_run(lab):
+    at = open_app("pages/posterior.py")
+    assert "fashion-2d" in texts(at.info) and at.get("plotly_chart")
+    assert at.selectbox(key="run.active").value == "fashion-default"
+
+
+def test_a_link_never_starts_a_large_estimate_without_a_click(lab):
+    from ui import cache
+
+    before = len(cache.job_registry()._jobs)
+    at = shared_open_app(page="pages/log-px.py", params={"page.logpx.n": "2000", "page.logpx.k": "5000"})
+    assert "press **Estimate**" in texts(at.info)
+    assert len(cache.job_registry()._jobs) == before
 
 
 # -- uploads ---------------------------------------------------------------------------------------------------

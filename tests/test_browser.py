@@ -37,7 +37,7 @@ NO_CHART_PAGES = {"theory": ".katex"}
 # A training that runs for many seconds (dozens of epochs of 0.2–1 s), so Stop and a closed tab land mid-run.
 LONG = dict(max_train_images="16384", epochs="60", hidden="128", latent_dim="8")
 # enough steps to beat a model that ignores its input (a run that does not is never made active)
-TINY = dict(max_train_images="4096", epochs="2", hidden="32", latent_dim="2", batch_size="64", learning_rate="0.003")
+TINY = dict(max_train_images="4096", epochs="2", hidden="32", latent_dim="2", batch_size="64", learning_rate="3.0e-3")
 
 ABANDON_SECONDS = 5  # a training whose visitor's tabs have all been closed this long stops
 pytestmark = pytest.mark.browser

@@ -90,6 +90,19 @@ def make_active(name: str):
     st.session_state[session.ACTIVE_RUN] = name
 
 
+def load(name: str) -> ActiveRun | None:
+    """Another run of this server, loaded like the active one (which stays as it is); None if it cannot be."""
+    if not catalog.exists(name):
+        return None
+    ref = catalog.ref(name)
+    try:
+        run = cache.run(ref)
+        x, y = cache.test_set(run.config.dataset, run.config.likelihood)
+        return ActiveRun(run, cache.dataset(run.config.dataset), x, y, ref)
+    except (CheckpointError, DataError):
+        return None
+
+
 def other_run(name: str) -> tuple[RunRef, object, np.ndarray] | None:
     """(ref, model, test images) of another run on this server, or None if it is missing or cannot be loaded."""
     if not catalog.exists(name):

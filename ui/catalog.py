@@ -40,6 +40,20 @@ def loadable(root: Path) -> tuple[list[str], dict[str, str]]:
     return good, broken
 
 
+def owner(name: str, root: Path | None = None) -> str | None:
+    return runs.owner_of(runs.run_dir(name, root or server.checkpoints_root()))
+
+
+def visible(names_: list[str], visitor: str, others: bool, root: Path | None = None) -> list[str]:
+    """The picker's runs: the visitor's own first, then the shipped and the server's own (no owner); other
+    visitors' runs only when asked for. A link names a run; it never shows or grants another's."""
+    owners = {n: owner(n, root) for n in names_}
+    mine = [n for n in names_ if owners[n] == visitor]
+    public = [n for n in names_ if owners[n] is None]
+    theirs = [n for n in names_ if owners[n] not in (None, visitor)] if others else []
+    return mine + public + theirs
+
+
 def summaries(run_names) -> dict:
     """name → run summary (config, meta, final epoch) for each readable run."""
     out = {}
@@ -65,9 +79,12 @@ def describe(config: dict) -> str:
             f"{','.join(map(str, config['hidden']))}, {config['epochs']} epochs, {config['likelihood']} likelihood")
 
 
-def table(root: Path) -> pd.DataFrame:
-    """Every run on disk, newest first, with the reason a run cannot be loaded."""
+def table(root: Path, shown: list[str] | None = None) -> pd.DataFrame:
+    """The runs on disk (those in `shown`, and every folder that cannot load), newest first, with the reason a
+    run cannot be loaded."""
     df = runs.list_runs(root) if root.is_dir() else pd.DataFrame(columns=RUN_COLUMNS)
+    if shown is not None and not df.empty:
+        df = df[df["name"].isin(shown) | df["error"].fillna("").astype(bool)]
     if df.empty:
         return pd.DataFrame(columns=RUN_COLUMNS)
     df = df[[c for c in RUN_COLUMNS + ["error"] if c in df.columns]].copy()
@@ -82,3 +99,23 @@ def table(root: Path) -> pd.DataFrame:
     if df["log_px"].isna().all():  # no run evaluated yet (python -m vae_tf evaluate): not a column of "None"
         df = df.drop(columns="log_px")
     return df.sort_values("updated", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def deletable(name: str, visitor: str) -> str | None:
+    """Why the visitor may not delete run `name`, or None if they may."""
+    if name in server.SHIPPED:
+        return "shipped runs are protected"
+    who = owner(name)
+    if who is None:
+        return "it belongs to the server (trained outside the app)"
+    return None if who == visitor else "it is another visitor's"
+
+
+def delete(name: str, visitor: str) -> str | None:
+    """Delete the visitor's own run; the reason if not allowed."""
+    from vae_tf import archive
+
+    why = deletable(name, visitor)
+    if why is None:
+        archive.delete(runs.run_dir(name, server.checkpoints_root()), server.checkpoints_root())
+    return why

@@ -32,6 +32,19 @@ MAX_IMAGES = 2000
 class LogPxResult:
     estimate: object  # estimators.Estimate for the first estimate.num_images test images
     exact: np.ndarray | None  # closed-form log p(x) of the same images (linear decoder, Gaussian likelihood)
+    exact_kl: np.ndarray | None = None  # closed-form KL(q(z|x) ‖ p(z|x)) of the same images
+
+
+@dataclass
+class GridAnswers:
+    """log p(x) by numerical integration over a 2-D latent (grid) or a 1-D one (quadrature), first images."""
+    log_px: np.ndarray  # (m,)
+    kl: np.ndarray  # (m,) KL(q(z|x) ‖ p(z|x)) = log p(x) − ELBO, both integrated
+    converged: np.ndarray  # (m,) bool: log p(x) moved less than its tolerance at the finest spacing
+    method: str  # "grid" or "quadrature"
+
+    def __len__(self) -> int:
+        return len(self.log_px)
 
 
 def estimate_key(ref: RunRef, n: int, k: int, seed: int) -> tuple:
@@ -47,14 +60,20 @@ def _estimate_work(model, x, k: int, seed: int):
         from vae_tf import estimators, exact
 
         est = estimators.estimate_log_px(model, x, k=k, seed=seed, on_progress=job.report, stop=job.stop)
-        closed = exact.exact_log_px(model, x[:est.num_images]) if exact.has_closed_form(model) else None
-        return LogPxResult(est, closed)
+        if not exact.has_closed_form(model):
+            return LogPxResult(est, None)
+        done = x[:est.num_images]
+        return LogPxResult(est, exact.exact_log_px(model, done), exact.exact_kl_q_posterior(model, done))
     return work
 
 
 def start_estimate(model, x, ref: RunRef, n: int, k: int, seed: int, registry=None) -> Job:
     return (registry or cache.job_registry()).start(estimate_key(ref, n, k, seed),
                                                     _estimate_work(model, np.asarray(x[:n]), k, seed), label="log-px")
+
+
+def find(ref: RunRef, n: int, k: int, seed: int) -> Job | None:
+    return cache.job_registry().get(estimate_key(ref, n, k, seed))
 
 
 def restart_if_failed(ref: RunRef, n: int, k: int, seed: int):
@@ -66,17 +85,19 @@ def restart_if_failed(ref: RunRef, n: int, k: int, seed: int):
 
 
 def start_grid(model, x, ref: RunRef, m: int) -> Job:
-    """log p(x) by numerical integration over the 2-D latent, for the first m test images."""
-    def work(job: Job) -> np.ndarray:
+    """log p(x) by numerical integration over the 2-D latent (or 1-D), for the first m test images."""
+    def work(job: Job) -> GridAnswers:
         from vae_tf import exact
 
-        values = []
+        answers = []
         for i in range(m):
             if job.stop.is_set():
                 break
-            values.append(exact.grid_posterior(model, x[i]).log_px)  # refined to 1e-3 nats
+            answers.append(exact.exact_answer(model, x[i]))  # refined to 1e-3 nats (grid), 1e-4 (quadrature)
             job.report(i + 1, m)
-        return np.array(values)
+        return GridAnswers(np.array([a.log_px for a in answers]), np.array([a.kl_q_posterior for a in answers]),
+                           np.array([a.converged for a in answers], bool),
+                           "grid" if model.config.latent_dim == 2 else "quadrature")
     return cache.job_registry().start(grid_key(ref, m), work, label="grid")
 
 
@@ -151,34 +172,44 @@ def _mean_se(a) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan")
 
 
-def summary_table(result: LogPxResult, grid: np.ndarray | None = None) -> pd.DataFrame:
+def summary_table(result: LogPxResult, grid: GridAnswers | None = None) -> pd.DataFrame:
     est = result.estimate
     n = est.num_images
-    rows = [("ELBO (analytic KL)", *_mean_se(est.elbo), n),
+    rows = [("ELBO (analytic KL; E_q[log p(x|z)] from the K draws)", *_mean_se(est.elbo), n),
             (f"log p(x), importance sampling, K = {est.k}", *_mean_se(est.log_px), n),
-            ("gap = log p(x) − ELBO = KL(q(z|x) ‖ p(z|x))", *_mean_se(est.gap), n),
+            (f"gap L_K − ELBO, a lower estimate of KL(q(z|x) ‖ p(z|x)), K = {est.k}", *_mean_se(est.gap), n),
             (f"effective sample size of the K = {est.k} weights", *_mean_se(est.ess), n)]
     if est.pareto_k is not None and np.isfinite(est.pareto_k).any():
         kh = est.pareto_k[np.isfinite(est.pareto_k)]
         rows.append((f"Pareto k̂ of the weights: > 0.7 (unreliable) on {int(est.unreliable.sum())} of {n} images",
                      *_mean_se(kh), len(kh)))
+    if est.elbo_same_draws is not None:
+        rows.append(("ELBO from the same K draws, mean of log w (charts a, b)", *_mean_se(est.elbo_same_draws), n))
     if result.exact is not None:
         rows += [("exact log p(x) (closed form)", *_mean_se(result.exact), n),
-                 ("importance-sampling error, log p̂(x) − exact", *_mean_se(est.log_px - result.exact), n),
-                 ("exact gap, exact log p(x) − ELBO", *_mean_se(result.exact - est.elbo), n)]
+                 ("importance-sampling error, log p̂(x) − exact", *_mean_se(est.log_px - result.exact), n)]
+        if result.exact_kl is not None:
+            rows.append(("exact KL(q(z|x) ‖ p(z|x)) = exact log p(x) − ELBO (closed form)",
+                         *_mean_se(result.exact_kl), n))
     if grid is not None and len(grid):
-        m = len(grid)
-        rows += [(f"grid log p(x), first {m} images", *_mean_se(grid), m),
+        m, what = len(grid), "grid" if grid.method == "grid" else "quadrature"
+        rows += [(f"{what} log p(x), first {m} images ({int(grid.converged.sum())} of {m} converged)",
+                  *_mean_se(grid.log_px), m),
                  (f"importance-sampled log p(x), same {m} images", *_mean_se(est.log_px[:m]), m),
-                 (f"ELBO, same {m} images", *_mean_se(est.elbo[:m]), m)]
+                 (f"ELBO, same {m} images", *_mean_se(est.elbo[:m]), m),
+                 (f"{what} KL(q(z|x) ‖ p(z|x)), same {m} images", *_mean_se(grid.kl), m)]
     return pd.DataFrame(rows, columns=["quantity", "mean (nats/image)", "standard error", "images"])
 
 
-def per_image_table(result: LogPxResult, labels, label_name, grid: np.ndarray | None = None) -> pd.DataFrame:
+def per_image_table(result: LogPxResult, labels, label_name, grid: GridAnswers | None = None) -> pd.DataFrame:
+    """One row per image; log_px_mc_stderr is log p̂'s Monte-Carlo standard error, gap = log_px − elbo
+    (analytic KL), gap_same_draws = log_px − elbo_same_draws (≥ 0)."""
     est = result.estimate
     n = est.num_images
     df = pd.DataFrame({"test_index": np.arange(n), "elbo": est.elbo, "log_px": est.log_px, "gap": est.gap,
                        "log_px_mc_stderr": est.log_px_mc_stderr, "ess": est.ess})
+    if est.elbo_same_draws is not None:
+        df["elbo_same_draws"], df["gap_same_draws"] = est.elbo_same_draws, est.gap_same_draws
     if est.pareto_k is not None:
         from vae_tf.mc_error import reason
 
@@ -189,6 +220,10 @@ def per_image_table(result: LogPxResult, labels, label_name, grid: np.ndarray | 
         df.insert(1, "label", [label_name(v) for v in np.asarray(labels)[:n]])
     if result.exact is not None:
         df["exact_log_px"] = result.exact
+        if result.exact_kl is not None:
+            df["exact_kl_q_posterior"] = result.exact_kl
     if grid is not None and len(grid):
-        df["grid_log_px"] = np.concatenate([grid, np.full(n - len(grid), np.nan)])
+        pad = lambda a, fill=np.nan: np.concatenate([a, np.full(n - len(a), fill)])  # noqa: E731
+        df["grid_log_px"], df["grid_kl_q_posterior"] = pad(grid.log_px), pad(grid.kl)
+        df["grid_converged"] = pad(grid.converged.astype(float))
     return df

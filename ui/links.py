@@ -88,6 +88,8 @@ def _same(v, r: str) -> bool:
 def describe(value) -> str:
     if value is None:
         return "empty"
+    if isinstance(value, float) and value.is_integer():  # whole numbers live in float widgets (ui/sidebar.py)
+        return str(int(value))
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value)) or "empty"
     return str(value)

@@ -17,6 +17,7 @@ FLASH = "flash"  # [(kind, message)] shown once at the top of the next page draw
 UPLOADS = "uploads"  # {saved path: original file name} of this session's valid uploads
 UPLOAD_RESULT = "upload.result"  # (kind, message) about the last upload
 SETTINGS = "settings"  # the sidebar's Settings for this script run
+SHOW_OTHERS = "runs.show_others"  # the run picker lists other visitors' runs too
 FOLLOW = "train.follow"  # whether the pages show the visitor's training run as it is saved
 VISITOR = "visitor"  # who this session is: the same for every tab (and reload) of one browser
 

@@ -62,9 +62,14 @@ def _set_widgets_from(config_dict: dict):
             if value == "learned":
                 continue
             value = float(value)
-        if name in ("learning_rate", "beta"):
-            value = float(value)
-        st.session_state[HP + name] = value
+        st.session_state[HP + name] = _as_widget_value(name, value)
+
+
+def _as_widget_value(name: str, value):
+    """Numbers as the float widgets hold them (whole numbers too: see _widget)."""
+    spec = FIELDS.get(name)
+    numeric = spec is not None and spec.kind in ("int", "optional_int", "float")
+    return float(value) if numeric and isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
 def reset_to_defaults():
@@ -92,13 +97,18 @@ def _init_state():
             st.session_state.setdefault(SIGMA_LEARNED, values["sigma"] == "learned")
             st.session_state.setdefault(HP + "sigma", DEFAULTS.sigma if DEFAULTS.sigma != "learned" else 0.1)
         else:
-            st.session_state.setdefault(HP + name, values[name])
+            st.session_state.setdefault(HP + name, _as_widget_value(name, values[name]))
     st.session_state.setdefault(session.UPLOADS, {})
 
 
 # -- the active run ---------------------------------------------------------------------------
 def _run_picker(root: Path, disabled: bool):
     names, broken = catalog.loadable(root)
+    others = st.sidebar.toggle("Show other visitors' runs", key=session.SHOW_OTHERS, value=False,
+                               help="Runs trained here by other visitors are theirs: hidden unless you ask.")
+    me = session.visitor()
+    names = catalog.visible(names, me, others, root)
+    mine = {n for n in names if catalog.owner(n, root) == me}
     if broken:  # a run that cannot load is not offered (a page would only say so): list them with the reason
         st.sidebar.caption("Not listed, as they cannot be loaded: "
                            + "; ".join(f"`{n if RUN_NAME_RE.fullmatch(n) else repr(n)}` ({why})"
@@ -114,6 +124,7 @@ def _run_picker(root: Path, disabled: bool):
     # bound to the URL (?run.active=…), which leaves out the widget's default: that must be the same default
     return st.sidebar.selectbox("Active run", names, index=names.index(default), key=session.ACTIVE_RUN,
                                 disabled=disabled, bind="query-params",
+                                format_func=lambda n: f"{n} (yours)" if n in mine else n,
                                 help="The trained model every page shows. Runs live in checkpoints/; "
                                      "a finished training becomes the active run.")
 
@@ -154,15 +165,16 @@ def _widget(spec, disabled: bool):
         if st.session_state.get(key) not in options:
             options.append(st.session_state[key])
         return st.selectbox("data set", options, index=options.index(default), format_func=dataset_label, **kw)
+    # No min/max on the numbers and whole numbers taken as typed (2.5 stays 2.5): a value out of range or not
+    # whole reaches Config, which names it, and Train stays disabled until it is fixed. Nothing is clamped.
     if spec.kind == "int":
-        return st.number_input(label, min_value=int(spec.lo), max_value=int(spec.hi), value=int(default),
-                               step=STEPS.get(spec.name, 1), **kw)
+        return st.number_input(label, value=float(default), step=float(STEPS.get(spec.name, 1)), format="%g", **kw)
     if spec.kind == "optional_int":
-        return st.number_input(label, min_value=int(spec.lo), max_value=int(spec.hi), step=STEPS.get(spec.name, 1),
-                               value=default, placeholder="all", **kw)
+        return st.number_input(label, step=float(STEPS.get(spec.name, 1)), format="%g",
+                               value=None if default is None else float(default), placeholder="all", **kw)
     if spec.kind == "float":
-        return st.number_input(label, min_value=float(spec.lo), max_value=float(spec.hi), value=float(default),
-                               step=STEPS.get(spec.name, 0.01), format=FORMATS.get(spec.name, "%g"), **kw)
+        return st.number_input(label, value=float(default), step=STEPS.get(spec.name, 0.01),
+                               format=FORMATS.get(spec.name, "%g"), **kw)
     if spec.kind == "choice":
         return st.radio(label, spec.choices, index=spec.choices.index(default), horizontal=True, **kw)
     if spec.kind == "hidden":
@@ -172,7 +184,7 @@ def _widget(spec, disabled: bool):
         learned = st.toggle("learn σ", value=default == "learned", key=SIGMA_LEARNED, bind="query-params",
                             disabled=disabled or not gaussian,
                             help="Train one σ for all pixels with the rest of the model (Gaussian likelihood only).")
-        value = st.number_input(label, min_value=float(spec.lo), max_value=float(spec.hi), step=STEPS["sigma"],
+        value = st.number_input(label, step=STEPS["sigma"],
                                 value=float(default) if default != "learned" else 0.1, format=FORMATS["sigma"],
                                 key=key, help=spec.help, bind="query-params",
                                 disabled=disabled or not gaussian or learned)
@@ -199,10 +211,10 @@ def _hyperparameters(disabled: bool, expanded: bool) -> tuple[dict, Config | Non
     with st.sidebar.expander("Hyperparameters for the next run", expanded=expanded, icon=":material/tune:"):
         for spec in FIELDS.values():
             _widget(spec, disabled)
-        c1, c2 = st.columns(2)
-        c1.button("Defaults", on_click=reset_to_defaults, disabled=disabled, key="hp.reset",
+        # one button a row: side by side, the sidebar cut "Copy active run" to "Copy acti…"
+        st.button("Defaults", on_click=reset_to_defaults, disabled=disabled, key="hp.reset",
                   help="Put every hyperparameter back to the library's default.", width="stretch")
-        c2.button("Copy active run", on_click=copy_active_run, disabled=disabled, key="hp.copy",
+        st.button("Copy active run", on_click=copy_active_run, disabled=disabled, key="hp.copy",
                   help="Start from the active run's settings.", width="stretch")
     config, error = config_from_state()
     return values_from_state(), config, error

@@ -174,6 +174,7 @@ def _launch(name: str, path: Path, config: Config, dataset, resume: bool):
         except OSError as e:
             slots.release()
             return flash("error", f"Cannot write the run: the checkpoints folder is not writable ({e.strerror}).")
+        runs.set_owner(path, session.visitor())  # the run is this visitor's: listed first, theirs to delete
     cache.trainings().put(session.visitor(), TrainingJob(name, path, config, dataset, resume).start(slots))
 
 

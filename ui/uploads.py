@@ -35,3 +35,24 @@ def on_upload(key: str = "page.train.upload"):
     st.session_state[session.UPLOAD_RESULT] = (
         "success", f"{f.name}: {len(ds.x_train):,} training and {len(ds.x_test):,} test images of {h}×{w} pixels"
                    f"{labels}. It is now the data set of the next run (sidebar).")
+
+
+def on_run_upload(key: str = "page.train.run_upload"):
+    """The run uploader's callback: unpack a run .zip with the checks of a run on disk; it is the visitor's."""
+    from vae_tf import archive, runs
+
+    f = st.session_state.get(key)
+    if f is None:
+        return
+    root = server.checkpoints_root()
+    stem = f.name.rsplit(".", 1)[0]
+    name = (stem if runs.RUN_NAME_RE.fullmatch(stem) and not (root / stem).exists()
+            else f"upload-{hashlib.sha256(f.getvalue()).hexdigest()[:8]}")
+    try:
+        path = archive.unpack(f.getvalue(), root, name)
+    except (archive.ArchiveError, runs.CheckpointError) as e:
+        st.session_state[session.UPLOAD_RESULT] = ("error", f"Run not accepted: {e}.")
+        return
+    runs.set_owner(path, session.visitor())
+    st.session_state[session.ACTIVE_RUN] = name
+    st.session_state[session.UPLOAD_RESULT] = ("success", f"Run {name} added; it is now the active run.")

@@ -36,6 +36,8 @@ DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 CONFIG_FILE, META_FILE, HISTORY_FILE = "config.json", "meta.json", "history.json"
 WEIGHTS_FILE, OPTIMIZER_FILE = "weights.npz", "optimizer.npz"
+OWNER_FILE = "owner.json"  # who trained the run in the app (optional: shipped and CLI runs have none)
+RUN_FILES = (CONFIG_FILE, META_FILE, HISTORY_FILE, WEIGHTS_FILE, OPTIMIZER_FILE, OWNER_FILE)
 TMP_SUFFIX = ".tmp"
 STEPS_KEY = "__steps_done__"  # the step count, saved with the weights so the two never disagree
 # Members every VAE Lab weights file holds, whatever the config (model.py names the output layers so).
@@ -300,15 +302,28 @@ def load_run(path: Path | str | RunRef, name: str | None = None) -> Run:
     num_pixels = meta.get("num_pixels")
     if not isinstance(num_pixels, int) or isinstance(num_pixels, bool) or num_pixels <= 0:
         raise CheckpointError(f"{path / META_FILE} has no valid num_pixels")
+    image_shape = _image_shape(meta, num_pixels, path)
     weights = read_npz(path / WEIGHTS_FILE)
     steps = int(weights.pop(STEPS_KEY, meta.get("steps_done", 0)))
-    model = VAE(config, num_pixels)
     try:
+        model = VAE(config, num_pixels, image_shape)  # a conv run is rebuilt for its own image shape
         model.assign_weights(weights, source=str(path / WEIGHTS_FILE))
     except ValueError as e:
         raise CheckpointError(str(e)) from None
     meta["steps_done"] = steps
     return Run(name or path.name, path, config, model, history, meta)
+
+
+def _image_shape(meta: dict, num_pixels: int, path: Path) -> tuple[int, int] | None:
+    """meta.json's [H, W] (every run trained by VAE Lab writes it); None if absent. A conv model needs it,
+    an MLP does not, so an old run without it still loads."""
+    shape = meta.get("image_shape")
+    if shape is None:
+        return None
+    if (not isinstance(shape, list) or len(shape) != 2 or not all(isinstance(s, int) and s > 0 for s in shape)
+            or shape[0] * shape[1] != num_pixels):
+        raise CheckpointError(f"{path / META_FILE}: image_shape {shape!r} is not [H, W] with H·W = {num_pixels}")
+    return shape[0], shape[1]
 
 
 def load_optimizer_state(path: Path, optimizer, variables):
@@ -356,3 +371,16 @@ def list_runs(root: Path | str = DEFAULT_ROOT) -> pd.DataFrame:
         if c not in df:
             df[c] = None
     return df[columns + [c for c in df.columns if c not in columns]]
+
+
+def set_owner(path: Path | str, owner: str):
+    atomic_write_bytes(Path(path) / OWNER_FILE, json.dumps({"owner": str(owner)}).encode())
+
+
+def owner_of(path: Path | str | RunRef) -> str | None:
+    """Who trained the run in the app, or None (shipped, trained by the CLI, or unreadable)."""
+    try:
+        owner = json.loads((_path(path) / OWNER_FILE).read_text()).get("owner")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return owner if isinstance(owner, str) else None

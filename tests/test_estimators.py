@@ -190,6 +190,30 @@ def test_grid_against_closed_form_even_for_a_needle_thin_q():
         np.testing.assert_allclose([g.kl_q_posterior for g in grids], kl, atol=1e-3)
 
 
+def test_quadrature_and_exact_kl_against_closed_form_for_a_1d_latent():
+    """A 1-D linear-Gaussian model: quadrature's log p(x) and KL(q ‖ p(z|x)) are the closed form's, and
+    exact_kl_q_posterior is log p(x) − ELBO with the ELBO computed from the Gaussian formulas."""
+    model, W, b = linear_gaussian(16, 1, 0.5, seed=8)
+    x = sample_linear(W, b, 0.5, 3, seed=9)
+    lines = [X.quadrature_posterior(model, xi) for xi in x]
+    np.testing.assert_allclose([q.log_px for q in lines], X.exact_log_px(model, x), atol=1e-4)
+    kl = X.exact_kl_q_posterior(model, x)
+    np.testing.assert_allclose([q.kl_q_posterior for q in lines], kl, atol=1e-3)
+    assert all(q.converged for q in lines)
+    # ELBO = E_q[log N(x; Wz + b, σ²I)] − KL(q ‖ p(z)) in closed form: E‖x − Wz − b‖² = ‖x − Wμ − b‖² + s²‖W‖²
+    q = model.posterior(x)
+    mu, s = q.loc.numpy().astype(np.float64)[:, 0], q.stddev().numpy().astype(np.float64)[:, 0]
+    sigma = float(model.sigma.numpy())
+    sq = np.sum((x - np.outer(mu, W[:, 0]) - b) ** 2, 1) + s ** 2 * np.sum(W ** 2)
+    elbo = -sq / (2 * sigma ** 2) - 16 * math.log(sigma) - 8 * math.log(2 * math.pi) - 0.5 * (mu ** 2 + s ** 2
+                                                                                                   - np.log(s ** 2) - 1)
+    np.testing.assert_allclose(kl, X.exact_log_px(model, x) - elbo, atol=1e-3)
+    _, out = V.evaluate(model, x, k=100, grid_images=2)
+    assert out["grid_method"] == "quadrature" and out["grid_converged"] == 2
+    assert out["grid_log_px"] == pytest.approx(np.mean([q.log_px for q in lines[:2]]), abs=1e-9)
+    assert out["exact_kl_q_posterior"] == pytest.approx(kl.mean(), abs=1e-9)
+
+
 def test_2d_importance_sampling_matches_grid(model2d):
     model, x, grids = model2d
     grid = np.array([g.log_px for g in grids])
@@ -266,6 +290,21 @@ def test_elbo_below_iwae_bounds_increasing_in_k(model4d):
     assert abs(est.elbo.mean() - means[0]) < 3 * curve["mc_stderr"][0]  # L_1 is the ELBO
     np.testing.assert_allclose(est.iwae[:, -1], est.log_px)  # L_K from one group of K is log p̂_K
     assert np.all(np.isfinite(est.iwae_mc_var))
+
+
+def test_log_px_is_at_least_the_same_draw_elbo_for_every_image_and_k(model4d):
+    """log (1/K) Σ w ≥ (1/K) Σ log w for any K draws: every dot of the page's scatter lies on or under y = x, and
+    every gap of its histogram is ≥ 0 (with the analytic-KL ELBO a single image may fall either side)."""
+    model, x = model4d
+    for k in (1, 2, 10, 100, 1000):
+        est = E.estimate_log_px(model, x, k=k, seed=k)
+        assert np.all(est.log_px >= est.elbo_same_draws - 1e-9), k
+        assert np.all(est.gap_same_draws >= -1e-9)
+        np.testing.assert_allclose(est.iwae[:, 0], est.elbo_same_draws, rtol=0, atol=1e-9)  # L_1 from the same draws
+        if k == 1:
+            np.testing.assert_allclose(est.log_px, est.elbo_same_draws, rtol=0, atol=1e-9)
+        s = est.summary()
+        assert s["gap_same_draws"] == pytest.approx(s["log_px"] - s["elbo_same_draws"], abs=1e-9)
 
 
 def test_l1_is_the_one_sample_elbo_of_the_same_draw(model4d):

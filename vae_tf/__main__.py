@@ -121,7 +121,8 @@ def cmd_evaluate(args) -> int:
     print(f"{'':>14}  nats/image (± standard error over images)")
     print(f"{'ELBO':>14}  {out['elbo']:10.3f} ± {out['elbo_stderr']:.3f}")
     print(f"{'log p(x) (IS)':>14}  {out['log_px']:10.3f} ± {out['log_px_stderr']:.3f}   K = {out['k']}")
-    print(f"{'gap = KL':>14}  {out['gap']:10.3f} ± {out['gap_stderr']:.3f}")
+    print(f"{'gap':>14}  {out['gap']:10.3f} ± {out['gap_stderr']:.3f}   L_K − ELBO, a lower estimate of "
+          "KL(q ‖ p(z|x))")
     for key in ("exact_log_px", "grid_log_px"):
         if key in out:
             print(f"{key:>14}  {out[key]:10.3f}")

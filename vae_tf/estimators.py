@@ -1,13 +1,16 @@
 """How good is the model, and how far is q(z|x) from the true posterior?
 
-    log p(x) = ELBO(x) + KL(q(z|x) ‖ p(z|x))                       (the gap is the KL)
+    log p(x) = ELBO(x) + KL(q(z|x) ‖ p(z|x))
 
 Importance sampling with a proposal r(z|x) (q itself by default, as in IWAE):
 
     log p̂_K(x) = logsumexp_k [log p(x|z_k) + log p(z_k) − log r(z_k|x)] − log K,   z_k ~ r(z|x)
 
-E[log p̂_K] is the IWAE bound L_K (Burda et al.): ELBO = L_1 ≤ L_2 ≤ … ≤ log p(x).
-The exact answers to check these against are in exact.py; evaluate.py puts the two together.
+E[log p̂_K] is the IWAE bound L_K (Burda et al.): ELBO = L_1 ≤ L_2 ≤ … ≤ log p(x). So log p̂_K − ELBO
+estimates L_K − ELBO, a lower estimate of the gap KL(q ‖ p(z|x)) = log p(x) − ELBO, never the KL itself.
+From one set of draws, log p̂_K = log mean w ≥ mean log w (Jensen on the K draws): the same-draw ELBO.
+How far to trust each image's log p̂ (its Pareto k̂, its standard error) is in mc_error.py; the exact
+answers to check these against are in exact.py; evaluate.py puts them together.
 """
 from __future__ import annotations
 
@@ -73,7 +76,7 @@ def elbo(model, x, num_samples: int = 1, analytic_kl: bool = True, seed: int = 0
 class Estimate:
     """Per-image importance-sampling results for N images, K samples each."""
     log_px: np.ndarray  # (N,) log p̂_K(x)
-    elbo: np.ndarray  # (N,) ELBO (analytic KL; recon averaged over the K draws when r = q)
+    elbo: np.ndarray  # (N,) ELBO, analytic KL (recon averaged over the K draws when r = q; else 1000 draws of q)
     ess: np.ndarray  # (N,) effective sample size (Σw)² / Σw² of the K weights
     log_px_mc_stderr: np.ndarray  # (N,) MC standard error of log p̂ (mc_error: the groups' spread, extended to K)
     iwae_ks: tuple[int, ...]
@@ -84,10 +87,19 @@ class Estimate:
     seconds: float
     cancelled: bool = False
     pareto_k: np.ndarray | None = None  # (N,) Pareto k̂ of each image's K weights (mc_error.pareto_k; NaN: none)
+    elbo_same_draws: np.ndarray | None = None  # (N,) (1/K) Σ log w_k: the ELBO from the very draws of log p̂
 
     @property
     def gap(self) -> np.ndarray:
+        """log p̂_K − ELBO (analytic KL): estimates L_K − ELBO, a lower estimate of KL(q ‖ p(z|x)) (L_K ≤ log p(x)).
+        The better number on average (no sampled KL), but an image's value can be negative."""
         return self.log_px - self.elbo
+
+    @property
+    def gap_same_draws(self) -> np.ndarray:
+        """log p̂_K − (1/K) Σ log w: the same L_K − ELBO from one set of draws, ≥ 0 image by image (a log of a
+        mean is at least the mean of the logs)."""
+        return self.log_px - self.elbo_same_draws
 
     @property
     def num_images(self) -> int:
@@ -107,7 +119,10 @@ class Estimate:
                 "gap": float(np.mean(self.gap)), "gap_stderr": se(self.gap),
                 "ess_mean": float(np.mean(self.ess)), "num_images": self.num_images, "k": self.k,
                 "proposal": self.proposal, "seconds": self.seconds, "cancelled": self.cancelled,
-                "unreliable_images": int(self.unreliable.sum())}
+                "unreliable_images": int(self.unreliable.sum()),
+                "elbo_same_draws": float(np.mean(self.elbo_same_draws)),
+                "elbo_same_draws_stderr": se(self.elbo_same_draws),
+                "gap_same_draws": float(np.mean(self.gap_same_draws)), "gap_same_draws_stderr": se(self.gap_same_draws)}
 
     def iwae_curve(self) -> dict:
         """Data-set mean of L_k for each k, with its Monte-Carlo standard error (the images held fixed)."""
@@ -213,7 +228,7 @@ def estimate_log_px(model, x, k: int = 1000, proposal="posterior", seed: int = 0
         raise Cancelled("stopped before any image was done")
     cat = lambda j: np.concatenate([p[j] for p in parts])  # noqa: E731
     return Estimate(cat(0), cat(1), cat(2), cat(3), ks, cat(4), cat(5), k, name,
-                    time.perf_counter() - t0, cancelled, pareto_k=cat(6))
+                    time.perf_counter() - t0, cancelled, pareto_k=cat(6), elbo_same_draws=cat(7))
 
 
 def _log_px_and_ess(lw):
@@ -238,7 +253,7 @@ def _summarise_weights(model, x, lw, ll, ks, proposal, seed=0, first_index=0, kl
         elbo_ = ll.mean(0) - np.asarray(kl, np.float64)
     else:
         elbo_ = elbo(model, x, num_samples=min(K, 1000), seed=seed, first_index=first_index).elbo
-    return log_px, elbo_, ess, stderr, np.stack(iwae, 1), np.stack(var, 1), mc_error.pareto_k(lw)
+    return log_px, elbo_, ess, stderr, np.stack(iwae, 1), np.stack(var, 1), mc_error.pareto_k(lw), lw.mean(0)
 
 
 def logsumexp(a, axis: int | None = None):

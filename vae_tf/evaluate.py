@@ -1,6 +1,7 @@
 """What `python -m vae_tf evaluate` and the log p(x) page report: the importance-sampled log p(x) with
-its ELBO and gap, and beside it the exact answer (linear-Gaussian model) or the grid integral (2-D
-latent) where the model has one. The field names of evaluate_run's dict are the CLI's public --json.
+its ELBO and gap (L_K − ELBO, a lower estimate of KL(q ‖ p(z|x))), and beside it the exact answer
+(linear-Gaussian model) or the numerical integral (a grid for a 2-D latent, quadrature for a 1-D one)
+where the model has one. The field names of evaluate_run's dict are the CLI's public --json.
 """
 from __future__ import annotations
 
@@ -13,14 +14,17 @@ import tensorflow as tf
 
 from . import runs
 from .data import load_dataset
+from .diagnostics import diagnose
 from .estimators import Estimate, estimate_log_px
-from .exact import exact_log_px, grid_log_px, has_closed_form
+from .exact import exact_answer, exact_kl_q_posterior, exact_log_px, has_closed_form
 
 SPLITS = ("test", "train")
 
 
 def evaluate(model, x, k: int = 1000, seed: int = 0, grid_images: int = 50, **kw) -> tuple[Estimate, dict]:
-    """The importance-sampling estimate, plus the exact or grid answer where the model has one."""
+    """The importance-sampling estimate, plus the exact answer where the model has one: the closed form
+    (linear-Gaussian), or a numerical integral over z for the first grid_images images (a grid for a 2-D
+    latent, quadrature for a 1-D one), each with its KL(q(z|x) ‖ p(z|x))."""
     x = np.asarray(x, np.float32)
     est = estimate_log_px(model, x, k=k, seed=seed, **kw)
     out = est.summary()
@@ -28,12 +32,16 @@ def evaluate(model, x, k: int = 1000, seed: int = 0, grid_images: int = 50, **kw
     if has_closed_form(model):
         exact = exact_log_px(model, x[:n])
         out.update(exact_log_px=float(exact.mean()),
-                   exact_log_px_stderr=float(exact.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"))
-    if model.config.latent_dim == 2 and grid_images > 0:
+                   exact_log_px_stderr=float(exact.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+                   exact_kl_q_posterior=float(exact_kl_q_posterior(model, x[:n]).mean()))
+    if model.config.latent_dim in (1, 2) and grid_images > 0:
         m = min(n, grid_images)
-        grid = grid_log_px(model, x[:m])
-        out.update(grid_log_px=float(grid.mean()), grid_num_images=m,
-                   log_px_same_images=float(est.log_px[:m].mean()))
+        answers = [exact_answer(model, xi) for xi in x[:m]]
+        out.update(grid_log_px=float(np.mean([a.log_px for a in answers])), grid_num_images=m,
+                   log_px_same_images=float(est.log_px[:m].mean()),
+                   grid_kl_q_posterior=float(np.mean([a.kl_q_posterior for a in answers])),
+                   grid_converged=int(sum(a.converged for a in answers)),
+                   grid_method="grid" if model.config.latent_dim == 2 else "quadrature")
     return est, out
 
 
@@ -64,5 +72,7 @@ def evaluate_run(run_dir: Path | str | runs.RunRef, num_images: int = 1000, k: i
     if on_start:
         on_start(len(x), devices)
     _, out = evaluate(run.model, x, k=k, seed=seed, on_progress=on_progress, strategy=strategy)
+    if len(x) > 1:  # active units, KL per dimension, I(x; z) and KL(q(z) ‖ p(z)) of the same images
+        out.update(diagnose(run.model, x, seed=seed).fields())
     checkpoint = run_dir.path if isinstance(run_dir, runs.RunRef) else Path(run_dir)
     return {"checkpoint": str(checkpoint), "split": split, "devices": devices, **out}

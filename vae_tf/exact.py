@@ -6,7 +6,8 @@ Linear-Gaussian model, x = Wz + b + σε with z ~ N(0, I), ε ~ N(0, I):
     p(z|x) = N(A⁻¹Wᵀ(x − b)/σ², A⁻¹),   A = I + WᵀW/σ²
 
 A 2-D latent: log p(x) = log ∬ p(x|z) p(z) dz as a sum over a grid that covers the posterior's
-mass, and p(z|x) = p(x, z) / p(x) read off the same grid (its modes, its mass inside q's ellipse).
+mass, and p(z|x) = p(x, z) / p(x) read off the same grid (its modes, its mass inside q's ellipse);
+a 1-D latent: the same integral by quadrature on a line.
 """
 from __future__ import annotations
 
@@ -54,6 +55,13 @@ def exact_posterior(model, x) -> tfd.MultivariateNormalTriL:
     return tfd.MultivariateNormalTriL(loc=mean, scale_tril=tf.linalg.cholesky(cov))
 
 
+def exact_kl_q_posterior(model, x) -> np.ndarray:
+    """KL(q(z|x) ‖ p(z|x)) = log p(x) − ELBO exactly, both Gaussians (float64): the gap the estimators bound."""
+    q = model.posterior(np.asarray(x, np.float32))
+    q64 = tfd.MultivariateNormalDiag(tf.cast(q.loc, tf.float64), tf.cast(q.stddev(), tf.float64))
+    return tfd.kl_divergence(q64, exact_posterior(model, x)).numpy()
+
+
 # -- a 2-D latent on a grid -------------------------------------------------------------------------
 @dataclass
 class GridPosterior:
@@ -73,15 +81,20 @@ class GridPosterior:
         return self.log_joint - self.log_px
 
 
-def log_joint_grid(model, x, z1, z2, rows_per_call: int = ROWS_PER_CALL) -> np.ndarray:
-    """log p(x|z) + log p(z) at every (z1[j], z2[i]), rows following z2, for one image x (D,), float64."""
-    zz = np.stack(np.meshgrid(z1, z2), -1).reshape(-1, 2).astype(np.float32)
+def log_joint_points(model, x, zz, rows_per_call: int = ROWS_PER_CALL) -> np.ndarray:
+    """log p(x|z) + log p(z) at each row of zz (n, d), for one image x (D,), float64."""
     fn = compiled(model, "log_joint", lambda: tf.function(
         lambda x, z: model.likelihood(z).log_prob(x) + model.prior().log_prob(z), reduce_retracing=True))
     xt = tf.constant(np.asarray(x, np.float32).reshape(1, -1))
-    out = np.concatenate([fn(xt, tf.constant(zz[i:i + rows_per_call])).numpy()
-                          for i in range(0, len(zz), rows_per_call)])
-    return out.reshape(len(z2), len(z1)).astype(np.float64)
+    zz = np.asarray(zz, np.float32)
+    return np.concatenate([fn(xt, tf.constant(zz[i:i + rows_per_call])).numpy()
+                           for i in range(0, len(zz), rows_per_call)]).astype(np.float64)
+
+
+def log_joint_grid(model, x, z1, z2, rows_per_call: int = ROWS_PER_CALL) -> np.ndarray:
+    """log p(x|z) + log p(z) at every (z1[j], z2[i]), rows following z2, for one image x (D,), float64."""
+    zz = np.stack(np.meshgrid(z1, z2), -1).reshape(-1, 2)
+    return log_joint_points(model, x, zz, rows_per_call).reshape(len(z2), len(z1))
 
 
 def _grid_integral(log_joint, z1, z2):
@@ -157,3 +170,62 @@ def mass_within(z1, z2, log_posterior, loc, scale, k: float = 2.0) -> float:
     inside = ((g1 - loc[0]) / scale[0]) ** 2 + ((g2 - loc[1]) / scale[1]) ** 2 <= k * k
     w = np.exp(np.asarray(log_posterior, np.float64) - np.max(log_posterior))
     return float(w[inside].sum() / w.sum())
+
+
+# -- a 1-D latent by quadrature --------------------------------------------------------------------------------
+@dataclass
+class LinePosterior:
+    """The true posterior p(z|x) of one image over a 1-D latent, by quadrature (the 1-D grid_posterior)."""
+    z: np.ndarray  # (n,) nodes
+    log_joint: np.ndarray  # (n,) log p(x, z) there
+    log_px: float  # log ∫ p(x, z) dz
+    kl_q_posterior: float  # KL(q(z|x) ‖ p(z|x)) = log p(x) − ELBO
+    elbo: float  # E_q[log p(x, z)] + H[q], the expectation by quadrature over q's ±7σ
+    converged: bool  # False if log p(x) still moved by more than tol at the finest spacing
+
+
+def _line_integral(model, x, lo: float, hi: float, n: int) -> tuple[np.ndarray, np.ndarray, float]:
+    z = np.linspace(lo, hi, n)
+    lj = log_joint_points(model, x, z[:, None])
+    return z, lj, float(logsumexp(lj, 0) + math.log(z[1] - z[0]))  # Σ p(x, z_i) Δz
+
+
+def quadrature_posterior(model, x, n: int = 201, tol: float = 1e-4, max_n: int = 12_801,
+                         q_n: int = 201) -> LinePosterior:
+    """log p(x) = log ∫ p(x|z) p(z) dz for a 1-D latent: Σ_i p(x, z_i)·Δz on evenly spaced nodes over an interval
+    holding both the posterior's mass (where log p(x, z) > its max − 25 on a coarse pass over ±7, widened to ±28
+    while that region touches the edge) and q's ±7σ, the spacing halved until log p(x) moves less than tol.
+    KL(q ‖ p(z|x)) = log p(x) − ELBO, ELBO = E_q[log p(x, z)] + H[q] on q_n nodes over q's own ±7σ."""
+    if model.config.latent_dim != 1:
+        raise ValueError(f"quadrature needs a 1-D latent; this model's latent has {model.config.latent_dim} dimensions")
+    x = np.asarray(x, np.float32).reshape(-1)
+    q = model.posterior(x[None])
+    mu, s = float(q.loc.numpy()[0, 0]), float(q.stddev().numpy()[0, 0])
+    for r in (7.0, 14.0, 28.0):
+        z, lj, _ = _line_integral(model, x, -r, r, int(20 * r) + 1)
+        inside = np.nonzero(lj > lj.max() - 25.0)[0]
+        if inside.min() > 0 and inside.max() < len(z) - 1:
+            break
+    step = z[1] - z[0]
+    lo, hi = min(z[inside.min()] - 2 * step, mu - 7 * s), max(z[inside.max()] + 2 * step, mu + 7 * s)
+    previous, converged = None, False
+    while True:
+        z, lj, log_px = _line_integral(model, x, lo, hi, n)
+        converged = previous is not None and abs(log_px - previous) < tol
+        if converged or n >= max_n:
+            break
+        previous, n = log_px, 2 * n - 1
+    g = mu + s * np.linspace(-7, 7, q_n)
+    log_q = q[0].log_prob(g[:, None].astype(np.float32)).numpy().astype(np.float64)
+    weights = np.exp(log_q - logsumexp(log_q, 0))  # q's mass at each node
+    elbo_ = float(np.sum(weights * log_joint_points(model, x, g[:, None])) + float(q[0].entropy()))
+    return LinePosterior(z, lj, log_px, log_px - elbo_, elbo_, converged)
+
+
+def exact_answer(model, x):
+    """The exact posterior of one image where a latent of 1 or 2 dimensions lets it be integrated numerically:
+    quadrature_posterior or grid_posterior (both have log_px, kl_q_posterior, elbo, converged)."""
+    d = model.config.latent_dim
+    if d not in (1, 2):
+        raise ValueError(f"numerical integration needs a 1-D or 2-D latent; this one has {d} dimensions")
+    return quadrature_posterior(model, x) if d == 1 else grid_posterior(model, x)

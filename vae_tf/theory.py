@@ -138,13 +138,14 @@ def derivation(model, x, num_samples: int = 5000, seed: int = 0) -> Derivation:
 class Reference:
     """The best log p(x) available for one image, and how it was obtained."""
     log_px: float
-    method: str  # "exact", "grid" or "importance sampling"
+    method: str  # "exact", "grid", "quadrature" or "importance sampling"
     detail: str
-    kl_q_posterior: float | None = None  # the grid's own KL(q ‖ p(z|x)), when method == "grid"
+    kl_q_posterior: float | None = None  # the grid's or the quadrature's own KL(q ‖ p(z|x))
 
 
 def reference_log_px(model, x, k: int = 5000, seed: int = 0) -> Reference:
-    """Closed form for a linear-Gaussian model, a grid integral for a 2-D latent, else importance sampling."""
+    """Closed form for a linear-Gaussian model, a grid integral for a 2-D latent, quadrature for a 1-D one,
+    else importance sampling."""
     x = np.asarray(x, np.float32).reshape(1, -1)
     if exact.has_closed_form(model):
         return Reference(float(exact.exact_log_px(model, x)[0]), "exact",
@@ -153,6 +154,10 @@ def reference_log_px(model, x, k: int = 5000, seed: int = 0) -> Reference:
         g = exact.grid_posterior(model, x[0], n=101, max_n=201, tol=1e-2)
         return Reference(g.log_px, "grid", f"numerical integral over a {len(g.z1)}×{len(g.z2)} grid of z",
                          g.kl_q_posterior)
+    if model.config.latent_dim == 1:
+        line = exact.quadrature_posterior(model, x[0])
+        return Reference(line.log_px, "quadrature", f"numerical integral over {len(line.z)} points of z",
+                         line.kl_q_posterior)
     est = estimators.estimate_log_px(model, x, k=k, seed=seed)
     return Reference(float(est.log_px[0]), "importance sampling",
                      f"importance sampling with q as the proposal, K = {k}")

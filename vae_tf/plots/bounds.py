@@ -13,7 +13,8 @@ from .style import (ELBO_COLOR, EXACT_COLOR, GRID_COLOR, LOGPX_COLOR, PROPOSAL_C
 
 
 def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, pareto_k=None, k: int | None = None,
-                  elbo_name: str = "ELBO", stderr=None, height: int = 460) -> go.Figure:
+                  elbo_name: str = "ELBO", stderr=None, grid_name: str = "grid log p(x)",
+                  height: int = 460) -> go.Figure:
     """Per image: x = importance-sampled log p(x), y = an ELBO estimate (elbo_name says which), with y = x.
     exact: (N,) closed-form log p(x) of the same images; grid: (idx, values) numerical-integration
     log p(x) of images idx; both drawn as rings. pareto_k: (N,) k̂ of each image's weights: the images
@@ -45,41 +46,47 @@ def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, pareto_k=None, k: int | N
         xs.append(exact)
         fig.add_trace(go.Scattergl(x=exact, y=elbo[:len(exact)], mode="markers", name="exact log p(x) (closed form)",
                                    marker=dict(size=11, color="rgba(0,0,0,0)", line=dict(color=EXACT_COLOR, width=2)),
-                                   hovertemplate="exact log p(x) = %{x:.2f}<br>ELBO = %{y:.2f}<extra></extra>"))
+                                   hovertemplate="exact log p(x) = %{x:.2f}<br>" + elbo_name
+                                                 + " = %{y:.2f}<extra></extra>"))
     if grid is not None:
         idx, values = np.asarray(grid[0], int), np.asarray(grid[1], np.float64)
         xs.append(values)
-        fig.add_trace(go.Scattergl(x=values, y=elbo[idx], mode="markers", name=f"grid log p(x) ({len(idx)} images)",
+        fig.add_trace(go.Scattergl(x=values, y=elbo[idx], mode="markers", name=f"{grid_name} ({len(idx)} images)",
                                    marker=dict(size=12, symbol="diamond-open", color=GRID_COLOR, line=dict(width=2)),
-                                   hovertemplate="grid log p(x) = %{x:.2f}<br>ELBO = %{y:.2f}<extra></extra>"))
+                                   hovertemplate=grid_name + " = %{x:.2f}<br>" + elbo_name
+                                                 + " = %{y:.2f}<extra></extra>"))
     allv = np.concatenate([v[np.isfinite(v)] for v in xs])
     lo, hi = float(allv.min()), float(allv.max())
     pad = 0.03 * (hi - lo) + 1e-6
     fig.add_trace(go.Scatter(x=[lo - pad, hi + pad], y=[lo - pad, hi + pad], mode="lines", name="y = x (no gap)",
                              line=dict(color="#555", dash="dash"), hoverinfo="skip"))
     fig.update_xaxes(title_text="log p(x), nats")
-    fig.update_yaxes(title_text="ELBO, nats")
+    fig.update_yaxes(title_text=f"{elbo_name}, nats")
     return base_layout(fig, height)
 
 
-def gap_histogram(gap, exact_gap=None, grid_gap=None, height: int = 380) -> go.Figure:
-    """Histogram of log p̂(x) − ELBO = KL(q(z|x) ‖ p(z|x)) ≥ 0 per image, with its mean."""
+def gap_histogram(gap, exact_gap=None, grid_gap=None, name: str = "log p̂_K − ELBO, same draws",
+                  exact_name: str = "exact KL(q ‖ p(z|x)) (closed form)", grid_name: str = "grid KL(q ‖ p(z|x))",
+                  height: int = 380) -> go.Figure:
+    """Histogram of an estimate of L_K − ELBO per image (name says which; L_K ≤ log p(x), so it is a lower
+    estimate of KL(q(z|x) ‖ p(z|x))), with its mean; exact_gap: the exact KL of the same images, on the same
+    bins; grid_gap: the KL integrated on a grid (or a line) for the first images, as ticks."""
     gap = np.asarray(gap, np.float64)
     fig = go.Figure()
-    fig.add_trace(go.Histogram(x=gap, name="importance sampling", marker_color=LOGPX_COLOR, opacity=0.75,
+    fig.add_trace(go.Histogram(x=gap, name=name, marker_color=LOGPX_COLOR, opacity=0.75,
                                nbinsx=40, bingroup="gap", hovertemplate="gap %{x}: %{y} images<extra></extra>"))
     if exact_gap is not None:  # same bins (bingroup), so the two histograms compare bar by bar
-        fig.add_trace(go.Histogram(x=np.asarray(exact_gap, np.float64), name="exact (closed form)",
+        fig.add_trace(go.Histogram(x=np.asarray(exact_gap, np.float64), name=exact_name,
                                    marker_color=EXACT_COLOR, opacity=0.5, nbinsx=40, bingroup="gap"))
     if grid_gap is not None:
         g = np.asarray(grid_gap, np.float64)
-        fig.add_trace(go.Scatter(x=g, y=np.zeros(len(g)), mode="markers", name=f"grid ({len(g)} images)",
+        fig.add_trace(go.Scatter(x=g, y=np.zeros(len(g)), mode="markers", name=f"{grid_name} ({len(g)} images)",
                                  marker=dict(symbol="line-ns-open", size=18, color=GRID_COLOR, line=dict(width=2))))
     mean = float(np.mean(gap))
     fig.add_vline(x=mean, line=dict(color="#000", dash="dash"), annotation_text=f"mean {mean:.2f} nats",
                   annotation_position="top right")
     fig.update_layout(barmode="overlay")
-    fig.update_xaxes(title_text="gap = log p(x) − ELBO, nats")
+    fig.update_xaxes(title_text="gap per image, nats")
     fig.update_yaxes(title_text="images")
     return base_layout(fig, height)
 

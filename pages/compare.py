@@ -63,18 +63,31 @@ def finals(picked: list[str], summ: dict) -> list[dict]:
     return rows
 
 
+def paired_differences(estimated: list[dict]):
+    """Every other estimated run minus the first, image by image, where they model the same data alike."""
+    same = [r["run"] for r in estimated if r["data"] == estimated[0]["data"]]
+    if len(same) < 2:
+        return
+    diff = estimates.paired_table(same[0], same)
+    st.markdown(f"**Each run minus {same[0]}**, on the same first {N} test images:")
+    st.dataframe(diff, hide_index=True, column_config={c: FMT for c in diff.columns if c.startswith(("Δ", "±"))})
+    st.caption(estimates.PAIRED_CAPTION)
+
+
 def final_charts(rows: list[dict]):
     estimated = [r for r in rows if r["gap"] is not None]
     if estimated:
         widgets.chart(plots.compare_finals([r["run"] for r in estimated], [r[f"ELBO (first {N})"] for r in estimated],
                                            [r[f"log p(x) (first {N})"] for r in estimated]),
                       f"Means over the first {N} test images: the ELBO (circles) and the importance-sampled log p(x) "
-                      "(diamonds). The distance between them is the run's gap, KL(q(z|x) ‖ p(z|x)) on average: how "
-                      "much its encoder misses the true posterior.", key="compare.finals")
+                      "(diamonds). The distance between them is the run's gap L_K − ELBO, a lower estimate of its "
+                      "average KL(q(z|x) ‖ p(z|x)): how much its encoder misses the true posterior.",
+                      key="compare.finals")
         bounds = estimates.bounds_table([r["run"] for r in estimated])
         numbers = [c for c in bounds.columns if c not in ("run", "images")]
         st.dataframe(bounds, hide_index=True, column_config={c: FMT for c in numbers})
         st.caption(BOUNDS)
+        paired_differences(estimated)
     elif any(r["test ELBO (all)"] is not None for r in rows):
         done = [r for r in rows if r["test ELBO (all)"] is not None]
         widgets.chart(plots.compare_finals([r["run"] for r in done], [r["test ELBO (all)"] for r in done]),

@@ -370,6 +370,29 @@ def test_standard_error_matches_the_spread_over_16_seeds(tiny4d):
     np.testing.assert_allclose(ests[0].iwae_mc_var[:, -1], ests[0].log_px_mc_stderr ** 2)
 
 
+def test_paired_standard_error_matches_the_spread_of_the_difference_over_seeds(tiny4d):
+    """Two runs on the same images: 16 repeats of the whole comparison, each on 40 images of its own and with its
+    own seed. The spread of the mean difference over the repeats matches the paired SE sd(d)/√n each reports,
+    which is far smaller than the runs' own SEs over images combined."""
+    model_a, _ = tiny4d
+    model_b = train(Config(latent_dim=2, hidden=(32,), batch_size=64, epochs=20, learning_rate=3e-3),
+                    make_tiny_dataset())
+    x = make_tiny_dataset(n_test=640).test_images("bernoulli")  # the same training set: its draws come first
+    diffs, ses, unpaired = [], [], []
+    for s in range(16):
+        xs = x[40 * s:40 * (s + 1)]
+        a, b = (E.estimate_log_px(m, xs, k=200, seed=s) for m in (model_a, model_b))
+        p = mc_error.paired(a.log_px, b.log_px)
+        diffs.append(p.mean)
+        ses.append(p.stderr)
+        unpaired.append(math.hypot(a.summary()["log_px_stderr"], b.summary()["log_px_stderr"]))
+    ratio = float(np.std(diffs, ddof=1) / math.sqrt(np.mean(np.square(ses))))
+    print(f"difference {np.mean(diffs):+.2f}: SD over repeats {np.std(diffs, ddof=1):.3f}, paired SE "
+          f"{math.sqrt(np.mean(np.square(ses))):.3f} (ratio {ratio:.2f}), unpaired {np.mean(unpaired):.3f}")
+    assert 0.7 <= ratio <= 1.4
+    assert np.mean(unpaired) > 1.5 * np.mean(ses)
+
+
 # -- implementation: chunking, memory, progress, stop ------------------------------------------------------
 def test_chunked_and_unchunked_agree(model4d):
     model, x = model4d

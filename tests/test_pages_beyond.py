@@ -188,8 +188,16 @@ def test_compare_page_draws_every_runs_curves_and_a_vae_beside_an_iwae(lab):
     assert all(j is not None and j.finished.wait(180) for j in jobs)
     at.run()
     assert not at.exception
-    bounds = at.dataframe[-1].value.set_index("run")
+    frames = [d.value for d in at.dataframe]
+    bounds = next(f for f in reversed(frames) if "L_5" in f.columns).set_index("run")
     lp = "log p(x), K = 1000"
+    # the difference image by image, with its paired standard error
+    diff = frames[-1].set_index("run")
+    assert diff.loc["fashion-iwae5", "minus"] == "fashion-vae5" and diff.loc["fashion-iwae5", "images"] == 200
+    assert diff.loc["fashion-iwae5", "Δ log p(x)"] == pytest.approx(
+        bounds.loc["fashion-iwae5", lp] - bounds.loc["fashion-vae5", lp], abs=1e-6)
+    assert 0 < diff.loc["fashion-iwae5", "± Δ log p(x)"] < 1  # paired: far below either run's spread over images
+    assert "paired standard error" in texts(at.caption)
     for name in server.IWAE_PAIR:
         row = bounds.loc[name]
         assert row["ELBO"] <= row["L_5"] <= row["L_50"] <= row[lp] + 1e-9

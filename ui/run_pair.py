@@ -41,15 +41,20 @@ def _estimates(prefix: str, pair: list[str]) -> bool:
     return all(estimates.finished(name) is not None for name in pair)
 
 
-def _verdict(table, lp: str):
+def _verdict(table, lp: str, diff):
     r = table.set_index("run")
     a, b = list(table["run"])
 
     def one(name):
-        return (f"**{name}** has ELBO {r.loc[name, 'ELBO']:.2f}, log p(x) {r.loc[name, lp]:.2f} and a gap of "
-                f"{r.loc[name, 'gap']:.2f} nats")
+        return (f"**{name}** has ELBO {r.loc[name, 'ELBO']:.2f}, log p(x) {r.loc[name, lp]:.2f} and a gap "
+                f"(L_K − ELBO) of {r.loc[name, 'gap']:.2f} nats")
+
+    def delta(what):
+        return f"{what} {diff.iloc[0][f'Δ {what}']:+.2f} ± {diff.iloc[0][f'± Δ {what}']:.2f}"
     st.markdown(
-        f"On these images {one(a)}; {one(b)}. An IWAE maximises L_k, not the ELBO: its encoder only has to "
+        f"On these images {one(a)}; {one(b)}. Image by image, {b} minus {a}: {delta('log p(x)')}, "
+        f"{delta('ELBO')}, {delta('gap')} nats (mean ± paired standard error over the same "
+        f"{int(diff.iloc[0]['images'])} images). An IWAE maximises L_k, not the ELBO: its encoder only has to "
         "propose useful samples, not to match the posterior, so its ELBO and its gap are usually worse while "
         "its log p(x) is as good or better (Burda et al., 2016; Cremer et al., 2018).")
 
@@ -77,5 +82,8 @@ def section(prefix: str):
                   "gap from the first point to the last.", key=prefix + "chart", toolbar=False)
     fmt = st.column_config.NumberColumn(format="%.2f")
     st.dataframe(table, hide_index=True, column_config={c: fmt for c in table.columns if c not in ("run", "images")})
-    if len(table) == 2:
-        _verdict(table, lp)
+    if len(table) == 2 and catalog.comparable(summ):
+        diff = estimates.paired_table(table["run"].iloc[0], list(table["run"]))
+        st.dataframe(diff, hide_index=True, column_config={c: fmt for c in diff.columns if c.startswith(("Δ", "±"))})
+        st.caption(estimates.PAIRED_CAPTION)
+        _verdict(table, lp, diff)

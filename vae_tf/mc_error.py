@@ -1,5 +1,5 @@
-"""How far to trust an importance-sampled log p̂_K(x) = log (1/K) Σ_k w_k: the Pareto k̂ of its weights, and
-its Monte-Carlo standard error.
+"""How far to trust an importance-sampled log p̂_K(x) = log (1/K) Σ_k w_k: the Pareto k̂ of its weights, its
+Monte-Carlo standard error, and the paired difference of two runs on the same images.
 
 Pareto k̂ (Vehtari, Simpson, Gelman, Yao & Gabry, "Pareto Smoothed Importance Sampling", JMLR 2024):
 fit a generalised Pareto distribution to the largest M weights (M = 3√K, or K/5 for K ≤ 225); its shape
@@ -125,3 +125,25 @@ def delta_method_stderr(ess, k: int) -> np.ndarray:
     """The delta method's √(1/ESS − 1/K): what this module's fit replaced; kept to compare against."""
     ess = np.asarray(ess, np.float64)
     return np.sqrt(np.maximum(1 / ess - 1 / k, 0)) if k > 1 else np.full(ess.shape, np.nan)
+
+
+# -- two runs on the same images ------------------------------------------------------------------------------
+@dataclass
+class Paired:
+    """mean over images of d_i = a_i − b_i for two runs' numbers on the same images, with its paired standard
+    error sd(d)/√n: it covers both the choice of images and each image's Monte-Carlo error (which is in d_i),
+    and leaves out what the two runs share image by image (how hard each image is), unlike √(SE_a² + SE_b²)."""
+    mean: float
+    stderr: float
+    n: int
+
+    def text(self, digits: int = 2) -> str:
+        return f"{self.mean:+.{digits}f} ± {self.stderr:.{digits}f}"
+
+
+def paired(a, b) -> Paired:
+    """The paired difference of a and b, per-image numbers of two runs on the same first images (the longer is cut
+    to the shorter: an estimate stopped early covers fewer)."""
+    n = min(len(a), len(b))
+    d = np.asarray(a[:n], np.float64) - np.asarray(b[:n], np.float64)
+    return Paired(float(d.mean()), float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"), n)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from vae_tf.config import DATASETS, FIELDS, Config, ConfigError
+from vae_tf.config import DATASETS, FIELDS, Config, ConfigError, format_number
 from vae_tf.runs import RUN_NAME_RE, CheckpointError, RunRef
 
 from . import cache, catalog, server, session
@@ -159,7 +159,8 @@ def _widget(spec, disabled: bool):
     its own default, so that a link leaves out exactly the settings that are at their defaults."""
     key, label = HP + spec.name, LABELS.get(spec.name, spec.name.replace("_", " "))
     default = default_values()[spec.name]
-    kw = dict(key=key, help=spec.help, disabled=disabled, bind="query-params")
+    allowed = f" Allowed: {format_number(spec.lo)} to {format_number(spec.hi)}." if spec.lo is not None else ""
+    kw = dict(key=key, help=spec.help + allowed, disabled=disabled, bind="query-params")
     if spec.name == "dataset":
         options = list(DATASETS) + [p for p in st.session_state[session.UPLOADS] if p not in DATASETS]
         if st.session_state.get(key) not in options:

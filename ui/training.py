@@ -1,8 +1,9 @@
 """Training from the app: a worker thread per visitor, outside any script run, that pages poll.
 
 The Train button's callback checks the request, claims the run's folder and starts a `TrainingJob`;
-the job builds the Trainer and fits it in its own thread (the Trainer checkpoints every epoch and
-stops between compiled calls on request). A page switch, a widget change or a reload therefore never
+the job runs the Trainer in a worker process (vae_tf.worker: the memory of its compiled steps goes
+back when it ends) and reads its progress from it (the Trainer checkpoints every epoch and stops
+between compiled calls on request). A page switch, a widget change or a reload therefore never
 stops it. Every page shows its progress in the sidebar with one Stop; the Train page draws its curves.
 The job watches a heartbeat that the visitor's pages beat while they poll it: once every tab has been
 closed for ABANDON_SECONDS it stops and saves what it has. `finalize`, on the visitor's next script
@@ -10,10 +11,12 @@ run after the job ends, says how it went and makes a run that learned the active
 """
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ from .session import flash
 
 ABANDON_SECONDS = float(os.environ.get("VAE_LAB_ABANDON_SECONDS", "60"))
 POLL_SECONDS = 1.0
+STOP_GRACE_SECONDS = 30.0  # a worker asked to stop that has not ended by then is killed (its last epoch is kept)
 
 
 class TrainingJob:
@@ -36,7 +40,7 @@ class TrainingJob:
     def __init__(self, name: str, path: Path, config: Config, dataset, resume: bool = False):
         self.name, self.path, self.config, self.resume = name, path, config, resume
         self._dataset = dataset
-        self.stage = "compiling the training step"
+        self.stage = "starting: loading TensorFlow and the data, compiling the training step"
         self.last: dict = {}  # the latest step report
         self.steps: list[list[float]] = []  # [step, elbo, recon, kl] per step
         self.epochs: list[dict] = []
@@ -63,42 +67,79 @@ class TrainingJob:
     def _should_stop(self) -> bool:
         return self.stop.is_set() or time.monotonic() - self.last_seen > ABANDON_SECONDS
 
-    def _on_step(self, r):
+    def _on_step(self, r: dict):
         now = time.perf_counter()
         if self._first is None:
-            self._first = (now, r.images_seen)
+            self._first = (now, r["images_seen"])
             self.compile_seconds = now - self._t0
             self.stage = "training"
         elif now > self._first[0]:
-            self.images_per_sec = (r.images_seen - self._first[1]) / (now - self._first[0])
-        self.steps.append([r.step, r.elbo, r.recon, r.kl])
-        self.last = asdict(r)
+            self.images_per_sec = (r["images_seen"] - self._first[1]) / (now - self._first[0])
+        self.steps.append([r["step"], r["elbo"], r["recon"], r["kl"]])
+        self.last = r
 
-    def _on_epoch(self, report):
-        self.epochs.append(asdict(report))
+    def _on_epoch(self, report: dict):
+        self.epochs.append(report)
         self.saved_epochs += 1
 
+    def _watch(self, proc):
+        """Ask the worker to stop once the visitor has pressed Stop or gone; kill it if it will not."""
+        asked = None
+        while proc.poll() is None:
+            if asked is None and self._should_stop():
+                asked = time.monotonic()
+                try:
+                    proc.stdin.write("stop\n")
+                    proc.stdin.flush()
+                except OSError:
+                    pass
+            elif asked is not None and time.monotonic() - asked > STOP_GRACE_SECONDS:
+                proc.kill()
+            time.sleep(0.2)
+
+    def _events(self, proc):
+        for line in proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            kind = event.pop("event", "")
+            if kind == "start":
+                self.total_steps, self.steps_per_epoch = event["total_steps"], event["steps_per_epoch"]
+            elif kind == "step":
+                self._on_step(event)
+            elif kind == "epoch":
+                self._on_epoch(event)
+            elif kind == "end":
+                self.outcome, self.message = event["outcome"], event["message"]
+
     def run(self, slots):
+        """Train in a worker process (vae_tf.worker), reading its events; see the module's docstring."""
         from vae_tf.baselines import independent_pixels
-        from vae_tf.train import Trainer, TrainingDiverged
 
         try:
-            trainer = Trainer(self.config, self._dataset, self.path, resume=self.resume)
-            self.total_steps, self.steps_per_epoch = trainer.total_steps, trainer.steps_per_epoch
-            result = trainer.fit(on_step=self._on_step, on_epoch=self._on_epoch, stop=self._should_stop)
-            self.outcome = "stopped" if result.stopped else "complete"
-            self.baseline = independent_pixels(self._dataset, self.config.likelihood)
-        except TrainingDiverged as e:
-            self.outcome, self.message = "diverged", str(e)
-            if runs.is_run(self.path):
-                runs.mark_diverged(self.path, str(e))
-        except Exception as e:  # e.g. a batch larger than the training set: reported to the visitor
+            proc = subprocess.Popen([sys.executable, "-m", "vae_tf.worker"], cwd=server.REPO, text=True,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            proc.stdin.write(json.dumps({"config": self.config.to_dict(), "run_dir": str(self.path),
+                                         "resume": self.resume}) + "\n")
+            proc.stdin.flush()
+            watcher = threading.Thread(target=self._watch, args=(proc,), daemon=True)
+            watcher.start()
+            self._events(proc)
+            proc.wait()
+            watcher.join()
+            if not self.outcome:
+                self.outcome, self.message = "failed", f"the training process ended unexpectedly ({proc.returncode})"
+            if self.outcome == "diverged" and runs.is_run(self.path):
+                runs.mark_diverged(self.path, self.message)
+            if self.outcome in ("complete", "stopped"):
+                self.baseline = independent_pixels(self._dataset, self.config.likelihood)
+        except Exception as e:  # the process could not start, or its pipe broke: reported to the visitor
             self.outcome, self.message = "failed", str(e)
         finally:
             slots.release()
-            if not runs.is_run(self.path):
-                _remove_if_empty(self.path)
-            self._dataset = None  # the data set and model must not outlive the training in the board
+            runs.remove_unsaved(self.path)
+            self._dataset = None  # the data set must not outlive the training in the board
             self.finished.set()
 
     def start(self, slots) -> TrainingJob:
@@ -232,13 +273,6 @@ def plural(n: float, word: str) -> str:
     return f"{n:g} {word}" + ("" if n == 1 else "s")
 
 
-def _remove_if_empty(path: Path):
-    try:
-        path.rmdir()  # only an empty directory: a run with files is never deleted
-    except OSError:
-        pass
-
-
 # -- progress, on every page ----------------------------------------------------------------------------------
 def progress_text(job: TrainingJob) -> str:
     if job.stage != "training" or not job.last:
@@ -296,7 +330,8 @@ def live_curves(steps_per_epoch: int):
     def curves():
         job.beat()
         if job.compile_seconds is not None:
-            st.caption(f"Compiling the training step took {job.compile_seconds:.1f} s (images/s leave it out).")
+            st.caption(f"Starting took {job.compile_seconds:.1f} s: TensorFlow and the data loaded in the training's "
+                       "own process, and its step compiled (images/s leave it out).")
         if job.steps:
             st.plotly_chart(plots.training_curves(np.asarray(job.steps), job.steps_per_epoch, job.epochs),
                             width="stretch", key="train.live")

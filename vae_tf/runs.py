@@ -384,3 +384,16 @@ def owner_of(path: Path | str | RunRef) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
     return owner if isinstance(owner, str) else None
+
+
+def remove_unsaved(path: Path | str):
+    """A claimed folder whose training saved nothing: remove it (with its owner file), so the name is free.
+    A folder holding a run, or any other file, is left alone."""
+    path = Path(path)
+    if is_run(path):
+        return
+    (path / OWNER_FILE).unlink(missing_ok=True)
+    try:
+        path.rmdir()
+    except OSError:
+        pass

@@ -1,0 +1,62 @@
+"""Train one run in a process of its own, speaking JSON lines: `python -m vae_tf.worker`.
+
+A server that trains in its own process keeps every compiled step it ever built (XLA caches its
+executables for the life of the process), so each training would leave memory behind. In a worker
+process all of it goes back when the training ends, and a training that fails or runs out of
+memory takes nothing else down.
+
+stdin, first line: {"config": {...}, "run_dir": "...", "resume": false}; any later line "stop" asks
+the training to stop after its current compiled call (the Trainer then saves what it has).
+stdout, one JSON object a line: {"event": "start", "total_steps", "steps_per_epoch"}, then
+{"event": "step", ...StepReport} and {"event": "epoch", ...EpochReport}, then
+{"event": "end", "outcome": "complete" | "stopped" | "diverged" | "failed", "message"}.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from dataclasses import asdict
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _say(out, **event):
+    out.write(json.dumps(event, allow_nan=True) + "\n")
+    out.flush()
+
+
+def _listen(stop: threading.Event):
+    for line in sys.stdin:
+        if line.strip() == "stop":
+            stop.set()
+    stop.set()  # stdin closed: the server has gone
+
+
+def main() -> int:
+    out = sys.stdout
+    sys.stdout = sys.stderr  # nothing else may write into the event stream
+    request = json.loads(sys.stdin.readline())
+    stop = threading.Event()
+    threading.Thread(target=_listen, args=(stop,), daemon=True).start()
+    from .config import Config
+    from .data import load_dataset
+    from .train import Trainer, TrainingDiverged
+
+    try:
+        trainer = Trainer(Config.from_dict(request["config"]), load_dataset(request["config"]["dataset"]),
+                          request["run_dir"], resume=bool(request.get("resume")))
+        _say(out, event="start", total_steps=trainer.total_steps, steps_per_epoch=trainer.steps_per_epoch)
+        result = trainer.fit(on_step=lambda r: _say(out, event="step", **asdict(r)),
+                             on_epoch=lambda r: _say(out, event="epoch", **asdict(r)), stop=stop)
+        _say(out, event="end", outcome="stopped" if result.stopped else "complete", message="")
+    except TrainingDiverged as e:
+        _say(out, event="end", outcome="diverged", message=str(e))
+    except Exception as e:  # reported to the app as the reason; the worker exits cleanly
+        _say(out, event="end", outcome="failed", message=str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -254,7 +254,7 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
     leapfrog steps at each. With reverse=True it anneals from β = 1 to 0 starting at the exact posterior
     draws z_start ((N, d) shared by all chains, or (chains + pilots, N, d)): log_px is then an upper bound.
 
-    The step starts at `step_size` and follows `num_pilot_chains` pilot chains (see the module docstring);
+    The step starts at `step_size` (a number) and follows `num_pilot_chains` pilot chains (see the module docstring);
     `step_sizes` (T − 1, N), e.g. a forward run's reversed, fixes it per move instead and runs no pilots.
     Reverse pilots start at z_start too, so the step depends on the chains' start: only fixed step_sizes
     (as bdmc passes) keep a reverse bound exact.
@@ -271,6 +271,8 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
     image of the batch, direction, temperature): the same seed and batching give the same numbers."""
     betas = _check(start, reverse, z_start, num_steps, schedule)
     x = np.asarray(x, np.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty (N, pixels) array; got shape {x.shape}")
     if step_sizes is not None and np.shape(step_sizes) != (len(betas) - 2, len(x)):
         raise ValueError(f"step_sizes must be (num_steps − 1, images) = {(len(betas) - 2, len(x))}")
     N, K, P, T = len(x), int(num_chains), 0 if step_sizes is not None else int(num_pilot_chains), len(betas) - 1

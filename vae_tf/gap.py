@@ -39,7 +39,7 @@ class OptimalQ:
     scale_tril: np.ndarray  # (N, d, d), diagonal for the diagonal family
     full: bool
     iterations: np.ndarray  # (N,) Adam steps each image took
-    converged: np.ndarray  # (N,) bool: its ELBO rose by less than tol over the last check_every steps
+    converged: np.ndarray  # (N,) bool: it plateaued at its smallest learning rate before max_iters
 
     def distribution(self) -> tfd.Distribution:
         if self.full:
@@ -108,7 +108,7 @@ def _elbo_terms(model, x, q, eps):
 def _fit_fn(model, full: bool, num_samples: int, num_iters: int):
     """A compiled run of num_iters Adam steps on −Σ_images ELBO(q_i), with a learning rate per image (0
     holds an image still). The images' parameters do not interact, so this is one Adam run per image.
-    β2 = 0.99 rather than 0.999: the first steps, far from q*, have gradients hundreds of times the later
+    β2 = 0.99 rather than 0.999: the first steps, far from q*, have gradients far larger than the later
     ones, and a long memory of them would shrink every later step."""
     def run(x, mu, s, u, raw, m, v, t, key, lr):
         def body(i, u, raw, m, v, t):
@@ -157,7 +157,7 @@ def optimise_q(model, x, full: bool = False, num_samples: int = 128, learning_ra
     function of the parameters, so a change is progress, not noise). An image whose best value has risen
     by less than `tol` nats over `patience` checks has its learning rate divided by 4 (the noise floor of
     the steps shrinks with it); after `num_decays` such cuts, the next plateau ends its run. Every image
-    stops by `max_iters`; converged says which plateaued first. Images go `images_per_batch` at a time
+    stops by `max_iters`; converged says which ended on a plateau instead. Images go `images_per_batch` at a time
     (default: samples × images ≤ 8192 decoder rows); the draws are keyed by (seed, the batch's first image)."""
     x = np.asarray(x, np.float32)
     batch = even_part(len(x), images_per_batch or max(1, ROWS_PER_CALL // int(num_samples)))  # equal: one compile
@@ -172,6 +172,7 @@ def optimise_q(model, x, full: bool = False, num_samples: int = 128, learning_ra
 
 def _optimise_batch(model, x, key, full, num_samples, learning_rate, max_iters, tol, check_every, patience,
                     num_decays, check_samples) -> OptimalQ:
+    """optimise_q on one batch of images, its draws keyed by `key`."""
     x = tf.convert_to_tensor(x)
     q = model.posterior(x)
     mu, s = q.loc, q.stddev()
@@ -204,7 +205,7 @@ def _optimise_batch(model, x, key, full, num_samples, learning_rate, max_iters, 
 def gaussian_elbo(model, x, qs: list, num_samples: int = 4096, seed: int = 1):
     """ELBO of each Gaussian q in qs (each with batch shape (N,)) for images x, from the same `num_samples`
     fresh standard-normal draws ε (z = q's affine map of ε, so differences between the qs are paired), the
-    KL exact. Returns per q (ELBO (N,), its MC stderr (N,)), and the (S, N) reconstruction terms."""
+    KL exact. Returns per q: (ELBO (N,), its MC stderr (N,), the (S, N) terms log p(x|z_s) − KL)."""
     x = tf.convert_to_tensor(np.asarray(x, np.float32))
     N, d = x.shape[0], model.config.latent_dim
     chunk = max(1, ROWS_PER_CALL // N)

@@ -111,7 +111,7 @@ def test_wrong_kinds_rejected_naming_the_field(kw, field):
 
 
 def test_choice_error_lists_the_choices():
-    with pytest.raises(ConfigError, match="decoder must be one of mlp, linear; got 'cnn'"):
+    with pytest.raises(ConfigError, match="decoder must be one of mlp, linear, conv; got 'cnn'"):
         Config(decoder="cnn")
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 CONFIG_VERSION = 1  # bump when a saved config can no longer be read as-is
 DATASETS = ("fashion_mnist", "mnist")  # or a path to a user's .npz
-DECODERS = ("mlp", "linear")
+ENCODERS = ("mlp", "conv")
+DECODERS = ("mlp", "linear", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 OBJECTIVES = ("elbo", "iwae")
 
@@ -41,10 +42,16 @@ FIELDS: dict[str, FieldSpec] = {f.name: f for f in [
               "or a path to a .npz with x_train/x_test."),
     FieldSpec("latent_dim", "int", "Size of the latent code z. 2 lets the app draw the true posterior on a grid.",
               1, 256),
-    FieldSpec("hidden", "hidden", "Widths of the hidden layers of the encoder MLP (the MLP decoder mirrors them), "
-              "e.g. 512,512.", 1, 4096),
+    FieldSpec("hidden", "hidden", "Widths of the hidden Dense layers of the encoder (after its convolutions, for a "
+              "conv encoder); the decoder mirrors them, e.g. 512,512.", 1, 4096),
+    FieldSpec("encoder", "choice", "mlp: Dense layers on the flat pixels. conv: two stride-2 3×3 convolutions "
+              "(conv_filters, then twice as many), then the hidden Dense layers; images need sides of 8 pixels "
+              "or more.", choices=ENCODERS),
     FieldSpec("decoder", "choice", "mlp: a mirrored MLP. linear: one affine map x = Wz + b, whose log p(x) with a "
-              "Gaussian likelihood has a closed form.", choices=DECODERS),
+              "Gaussian likelihood has a closed form. conv: the hidden Dense layers, then two stride-2 3×3 "
+              "transposed convolutions mirroring the conv encoder.", choices=DECODERS),
+    FieldSpec("conv_filters", "int", "Filters of the first 3×3 convolution of a conv encoder or decoder; the second "
+              "has twice as many (32 gives the 32, 64 of the Keras VAE example).", 1, 256),
     FieldSpec("likelihood", "choice", "p(x|z): bernoulli on binarized pixels, or gaussian N(f(z), σ²) on grey levels "
               "in [0, 1].", choices=LIKELIHOODS),
     FieldSpec("sigma", "sigma", "σ of the Gaussian likelihood, or 'learned' (one σ for all pixels, trained with the "
@@ -70,7 +77,9 @@ class Config:
     dataset: str = "fashion_mnist"
     latent_dim: int = 20
     hidden: tuple[int, ...] = (512, 256)
+    encoder: str = "mlp"
     decoder: str = "mlp"
+    conv_filters: int = 32
     likelihood: str = "bernoulli"
     sigma: float | str = 0.1
     learning_rate: float = 1e-3
@@ -88,7 +97,7 @@ class Config:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen)
         set_("hidden", _parse_hidden(self.hidden))
         set_("sigma", _parse_sigma(self.sigma))
-        for name in ("latent_dim", "batch_size", "epochs", "kl_warmup_epochs", "mc_samples", "seed"):
+        for name in ("latent_dim", "batch_size", "epochs", "kl_warmup_epochs", "mc_samples", "seed", "conv_filters"):
             set_(name, _as_int(name, getattr(self, name)))
         if self.max_train_images is not None:
             set_("max_train_images", _as_int("max_train_images", self.max_train_images))

@@ -16,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from .networks import xla_ok
+
 tfd = tfp.distributions
 
 ROWS_PER_CALL = 8192  # decoder rows (samples × images) per compiled call: big matmuls, ~25 MB of logits
@@ -42,7 +44,8 @@ def draw_fn(model):
 
     The diagonal case (q itself, the prior) is compiled with XLA, which fuses the likelihood's
     elementwise log-density and its sum over pixels into one pass over the decoder's output; the noise
-    comes from numpy, so XLA's own RNG plays no part and results match the plain path up to round-off."""
+    comes from numpy, so XLA's own RNG plays no part and results match the plain path up to round-off.
+    Conv networks are left to TensorFlow's own kernels (networks.xla_ok)."""
     def diagonal(x, loc, scale, eps):
         proposal = tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
         z = proposal.bijector.forward(eps)
@@ -53,7 +56,7 @@ def draw_fn(model):
         z = proposal.bijector.forward(eps)
         return model.likelihood(z).log_prob(x), proposal.log_prob(z) - model.prior().log_prob(z)
 
-    diag_fn = compiled(model, "draw_diag", lambda: tf.function(diagonal, jit_compile=True))
+    diag_fn = compiled(model, "draw_diag", lambda: tf.function(diagonal, jit_compile=xla_ok(model.config)))
     tril_fn = compiled(model, "draw_tril", lambda: tf.function(full, reduce_retracing=True))
     return lambda x, loc, scale, eps: (tril_fn if scale.shape.rank == 3 else diag_fn)(x, loc, scale, eps)
 

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from . import networks
 from .config import Config
 
 tfd = tfp.distributions
@@ -23,23 +24,14 @@ SIGMA_FLOOR = 1e-3  # same for a learned decoder σ
 
 
 class VAE:
-    """Encoder MLP → N(μ, diag(s²)); prior N(0, I); MLP or affine decoder → Bernoulli or Gaussian."""
+    """Encoder (MLP or conv) → N(μ, diag(s²)); prior N(0, I); MLP, affine or conv decoder → Bernoulli or
+    Gaussian. image_shape (H, W) is needed by conv networks only (a square one is inferred from num_pixels)."""
 
-    def __init__(self, config: Config, num_pixels: int):
+    def __init__(self, config: Config, num_pixels: int, image_shape: tuple[int, int] | None = None):
         self.config, self.num_pixels = config, int(num_pixels)
-        d, seed = config.latent_dim, config.seed
-        init = lambda i: keras.initializers.GlorotUniform(seed=seed * 100 + i)  # noqa: E731
-        self.encoder = keras.Sequential(
-            [keras.Input((self.num_pixels,))]
-            + [keras.layers.Dense(h, "relu", kernel_initializer=init(i), name=f"enc_{i}")
-               for i, h in enumerate(config.hidden)]
-            + [keras.layers.Dense(2 * d, kernel_initializer=init(10), name="enc_out")], name="encoder")
-        widths = [] if config.decoder == "linear" else list(reversed(config.hidden))
-        self.decoder = keras.Sequential(
-            [keras.Input((d,))]
-            + [keras.layers.Dense(h, "relu", kernel_initializer=init(20 + i), name=f"dec_{i}")
-               for i, h in enumerate(widths)]
-            + [keras.layers.Dense(self.num_pixels, kernel_initializer=init(30), name="dec_out")], name="decoder")
+        self.image_shape = networks.resolve_image_shape(config, self.num_pixels, image_shape)
+        self.encoder = networks.build_encoder(config, self.num_pixels, self.image_shape)
+        self.decoder = networks.build_decoder(config, self.num_pixels, self.image_shape)
         self.raw_sigma = None
         if config.learned_sigma:  # one σ for every pixel, starting at 1
             self.raw_sigma = keras.Variable(_inverse_softplus(1.0 - SIGMA_FLOOR), name="raw_sigma", dtype="float32")

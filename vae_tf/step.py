@@ -12,10 +12,9 @@ plain path train on the very same bits and ε.
 from __future__ import annotations
 
 import math
-from itertools import pairwise
-
 import tensorflow as tf
 
+from . import networks
 from .config import Config
 
 STEPS_PER_CALL = 50  # at most: Python's dispatch is paid once a call, so more steps a call cost less of it
@@ -28,11 +27,11 @@ def step_seeds(base_seed, step, n: int):
         tf.random.experimental.stateless_fold_in(base_seed, tf.cast(step, tf.int32)), n)
 
 
-def default_steps_per_call(config: Config, num_pixels: int) -> int:
-    """Steps a call: ~CALL_FLOPS of matmuls (a step ≈ 3 × the forward pass), between 1 and STEPS_PER_CALL."""
-    enc = [num_pixels, *config.hidden, 2 * config.latent_dim]
-    dec = [config.latent_dim, *([] if config.decoder == "linear" else reversed(config.hidden)), num_pixels]
-    macs = sum(a * b for a, b in pairwise(enc)) + config.mc_samples * sum(a * b for a, b in pairwise(dec))
+def default_steps_per_call(config: Config, num_pixels: int, image_shape=None) -> int:
+    """Steps a call: ~CALL_FLOPS of matmuls and convolutions (a step ≈ 3 × the forward pass), between 1 and
+    STEPS_PER_CALL. image_shape (H, W) matters to conv networks only."""
+    enc, dec = networks.forward_macs(config, num_pixels, image_shape)
+    macs = enc + config.mc_samples * dec
     return max(1, min(STEPS_PER_CALL, int(CALL_FLOPS // (6 * config.batch_size * macs))))
 
 

@@ -21,6 +21,7 @@ from . import runs
 from .config import Config
 from .data import TEST_BINARIZATION_SEED, Dataset
 from .model import VAE
+from .networks import xla_ok
 from .step import compile_draws, compile_run_steps, default_steps_per_call
 
 EVAL_BATCH = 2000
@@ -90,14 +91,15 @@ class Trainer:
                  steps_per_call: int | None = None, jit_compile: bool | None = None):
         """steps_per_call steps run inside one compiled call (a stop lands between calls; None: as many
         as ~CALL_FLOPS hold, at most STEPS_PER_CALL); jit_compile=None means XLA on a single device,
-        where it fuses the step's small ops."""
+        where it fuses the step's small ops, except for conv networks (networks.xla_ok)."""
         self.config, self.dataset = config, dataset
-        self.steps_per_call = max(1, int(steps_per_call or default_steps_per_call(config, dataset.num_pixels)))
+        self.steps_per_call = max(1, int(steps_per_call or default_steps_per_call(config, dataset.num_pixels,
+                                                                                 dataset.image_shape)))
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.strategy = strategy or tf.distribute.get_strategy()
         self.is_chief = is_chief(self.strategy)
         replicas = self.strategy.num_replicas_in_sync
-        self.jit_compile = (replicas == 1) if jit_compile is None else bool(jit_compile)
+        self.jit_compile = (replicas == 1 and xla_ok(config)) if jit_compile is None else bool(jit_compile)
         if config.batch_size % replicas:
             raise ValueError(f"batch_size ({config.batch_size}) must divide evenly over the {replicas} devices")
         x = dataset.x_train.reshape(len(dataset.x_train), -1)
@@ -114,7 +116,7 @@ class Trainer:
         self.steps_done = 0
 
         with self.strategy.scope():
-            self.model = VAE(config, dataset.num_pixels)
+            self.model = VAE(config, dataset.num_pixels, dataset.image_shape)
             self.optimizer = keras.optimizers.Adam(config.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
             self.x_train = tf.constant(x)  # uint8, (N, D): 1 byte a pixel on the device

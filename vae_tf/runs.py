@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import run_fields
 from .config import Config, ConfigError
 
 FORMAT = "vae-lab-run"
@@ -118,7 +119,8 @@ def run_names(root: Path | str = DEFAULT_ROOT) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and is_run(p))
+    return sorted(p.name for p in root.iterdir()  # a link is not followed out of root
+                  if p.is_dir() and not p.is_symlink() and not p.name.startswith(".") and is_run(p))
 
 
 def run_stamp(name: str, root: Path | str = DEFAULT_ROOT) -> int:
@@ -193,26 +195,36 @@ def library_versions() -> dict:
 
 
 # -- reading ----------------------------------------------------------------------
+def _shown(path: Path) -> str:
+    """A run file as messages name it: run/file, never the server's absolute path."""
+    return f"{path.parent.name}/{path.name}"
+
+
 def read_json(path: Path) -> dict:
+    path = Path(path)
+    if path.is_symlink():
+        raise CheckpointError(f"{_shown(path)} is a link; a run's files must be its own")
     if not path.exists():
-        raise CheckpointError(f"{path} is missing")
+        raise CheckpointError(f"{_shown(path)} is missing")
+    if path.stat().st_size > run_fields.MAX_JSON_BYTES:
+        raise CheckpointError(f"{_shown(path)} is larger than {run_fields.MAX_JSON_BYTES // 2**20} MB")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON (truncated or damaged?): {e}") from None
+        raise CheckpointError(f"{_shown(path)} is not valid JSON (truncated or damaged?): {e}") from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path} should hold a JSON object")
+        raise CheckpointError(f"{_shown(path)} should hold a JSON object")
     return data
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.exists():
-        raise CheckpointError(f"{path} is missing")
+        raise CheckpointError(f"{_shown(path)} is missing")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as e:
-        raise CheckpointError(f"{path} is not a readable weights file (truncated or foreign?): {e}") from None
+        raise CheckpointError(f"{_shown(path)} is not a readable weights file (truncated or foreign?): {e}") from None
 
 
 def read_config(path: Path | str | RunRef) -> Config:
@@ -220,19 +232,23 @@ def read_config(path: Path | str | RunRef) -> Config:
     try:
         return Config.from_dict(read_json(path / CONFIG_FILE))
     except ConfigError as e:
-        raise CheckpointError(f"{path / CONFIG_FILE}: {e}") from None
+        raise CheckpointError(f"{_shown(path / CONFIG_FILE)}: {e}") from None
     except TypeError as e:
-        raise CheckpointError(f"{path / CONFIG_FILE} does not describe a VAE Lab config: {e}") from None
+        raise CheckpointError(f"{_shown(path / CONFIG_FILE)} does not describe a VAE Lab config: {e}") from None
 
 
 def read_meta(path: Path | str | RunRef) -> dict:
     file = _path(path) / META_FILE
     meta = read_json(file)
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{file} is not a VAE Lab run (format {meta.get('format')!r})")
+        raise CheckpointError(f"{_shown(file)} is not a VAE Lab run (format {meta.get('format')!r})")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{file}: run format version {meta.get('format_version')} "
+        raise CheckpointError(f"{_shown(file)}: run format version {meta.get('format_version')} "
                               f"is not supported (this VAE Lab reads version {FORMAT_VERSION})")
+    try:
+        run_fields.check_meta(meta)
+    except run_fields.FieldError as e:
+        raise CheckpointError(f"{_shown(file)}: {e}") from None
     return meta
 
 
@@ -240,9 +256,10 @@ def read_history(path: Path | str | RunRef) -> dict:
     """history.json, checked for the shape the pages rely on: epochs a list of dicts, steps a list."""
     file = _path(path) / HISTORY_FILE
     history = read_json(file)
-    epochs, steps = history.get("epochs", []), history.get("steps", [])
-    if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs) or not isinstance(steps, list):
-        raise CheckpointError(f"{file} should hold {{'epochs': [one object per epoch], 'steps': [...]}}")
+    try:
+        run_fields.check_history(history)
+    except run_fields.FieldError as e:
+        raise CheckpointError(f"{_shown(file)}: {e}") from None
     return history
 
 
@@ -267,7 +284,7 @@ def run_problem(run: Path | str | RunRef) -> str | None:
         read_config(path)
         read_history(path)
     except CheckpointError as e:
-        return str(e).replace(f"{path}/", "")
+        return str(e).replace(f"{path.name}/", "", 1)  # the folder is the run: its files by name
     return _weights_problem(path / WEIGHTS_FILE)
 
 
@@ -301,13 +318,13 @@ def load_run(path: Path | str | RunRef, name: str | None = None) -> Run:
     history = read_history(path)
     num_pixels = meta.get("num_pixels")
     if not isinstance(num_pixels, int) or isinstance(num_pixels, bool) or num_pixels <= 0:
-        raise CheckpointError(f"{path / META_FILE} has no valid num_pixels")
+        raise CheckpointError(f"{_shown(path / META_FILE)} has no valid num_pixels")
     image_shape = _image_shape(meta, num_pixels, path)
     weights = read_npz(path / WEIGHTS_FILE)
     steps = int(weights.pop(STEPS_KEY, meta.get("steps_done", 0)))
     try:
         model = VAE(config, num_pixels, image_shape)  # a conv run is rebuilt for its own image shape
-        model.assign_weights(weights, source=str(path / WEIGHTS_FILE))
+        model.assign_weights(weights, source=_shown(path / WEIGHTS_FILE))
     except ValueError as e:
         raise CheckpointError(str(e)) from None
     meta["steps_done"] = steps
@@ -322,7 +339,7 @@ def _image_shape(meta: dict, num_pixels: int, path: Path) -> tuple[int, int] | N
         return None
     if (not isinstance(shape, list) or len(shape) != 2 or not all(isinstance(s, int) and s > 0 for s in shape)
             or shape[0] * shape[1] != num_pixels):
-        raise CheckpointError(f"{path / META_FILE}: image_shape {shape!r} is not [H, W] with H·W = {num_pixels}")
+        raise CheckpointError(f"{_shown(path / META_FILE)}: image_shape {shape!r} is not [H, W] with H·W = {num_pixels}")
     return shape[0], shape[1]
 
 
@@ -335,10 +352,10 @@ def load_optimizer_state(path: Path, optimizer, variables):
     optimizer.build(variables)
     values = [arrays[k] for k in sorted(arrays)]
     if len(values) != len(optimizer.variables):
-        raise CheckpointError(f"{file} holds {len(values)} arrays; the optimizer has {len(optimizer.variables)}")
+        raise CheckpointError(f"{_shown(file)} holds {len(values)} arrays; the optimizer has {len(optimizer.variables)}")
     for v, a in zip(optimizer.variables, values, strict=True):
         if tuple(v.shape) != tuple(a.shape):
-            raise CheckpointError(f"{file}: an array of shape {a.shape} does not fit {v.path} {tuple(v.shape)}")
+            raise CheckpointError(f"{_shown(file)}: an array of shape {a.shape} does not fit {v.path} {tuple(v.shape)}")
         v.assign(a)
     return True
 

@@ -21,6 +21,7 @@ PAGES = [
     st.Page("pages/prior-sampling.py", title="Why not sample the prior?", icon=":material/casino:",
             url_path="prior-sampling"),
     st.Page("pages/latent-map.py", title="Latent map", icon=":material/scatter_plot:", url_path="latent-map"),
+    st.Page("pages/latent.py", title="Latent diagnostics", icon=":material/bar_chart:", url_path="latent"),
     st.Page("pages/compare.py", title="Compare runs", icon=":material/stacked_line_chart:", url_path="compare"),
 ]
 

@@ -157,3 +157,27 @@ def exact_log_px(ref: RunRef, _model, _x) -> np.ndarray:
     from vae_tf import exact
 
     return np.concatenate([exact.exact_log_px(_model, _x[i:i + 2000]) for i in range(0, len(_x), 2000)])
+
+
+# -- the latent diagnostics (pages/latent.py) -------------------------------------------------------------
+@st.cache_data(max_entries=8, show_spinner="Measuring what the latent code of the test images carries…")
+def latent_diagnostics(ref: RunRef, n: int, seed: int, _model, _x):
+    """KL per dimension, active units, I(x; z) and KL(q(z) ‖ p(z)) of the first n test images."""
+    from vae_tf import diagnostics
+
+    return diagnostics.diagnose(_model, _x[:n], seed=seed)
+
+
+@st.cache_data(max_entries=32, show_spinner="Decoding the traversals…")
+def traversal(ref: RunRef, index: int, dims: tuple, span: float, steps: int, _model, _x):
+    from vae_tf import diagnostics
+
+    return diagnostics.traverse(_model, _x[index], dims, span=span, steps=steps)
+
+
+@st.cache_data(max_entries=4, show_spinner="Eigenvalues of the training images' covariance…")
+def grey_level_eigenvalues(dataset_name: str) -> np.ndarray:
+    """Eigenvalues of the covariance of the training images as grey levels in [0, 1] (a Gaussian model's x)."""
+    from vae_tf import diagnostics
+
+    return diagnostics.data_eigenvalues(dataset(dataset_name).x_train) / 255.0 ** 2

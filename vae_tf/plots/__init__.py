@@ -9,9 +9,12 @@ thin. One module per subject; every figure function and constant is importable f
     latent      latent means by class, paths and their lengths
     bounds      log p(x) against the ELBO and the IWAE bounds, runs compared, the prior as a proposal
     posterior   the true posterior of a 2-D latent, with q over it
+    diagnostics KL per latent dimension, I(x; z), traversals, the PPCA spectrum, β-sweep curves
 """
 from .bounds import (bound_comparison, compare_finals, elbo_vs_logpx, gap_histogram, iwae_curve, log10_of_exp,
                      proposal_comparison)
+from .diagnostics import (beta_sweep_curves, information_split, kl_per_dim_bars, ppca_spectrum,
+                          traversal_mosaic)
 from .curves import PANEL_TITLES, TEST_KEYS, compare_curves, curve_panels, smooth, training_curves
 from .images import image_grid, manifold, mosaic, reconstruction_grid
 from .latent import latent_axis_1d, latent_map, latent_points, path_norms
@@ -23,6 +26,7 @@ from .style import (CLASS_COLORS, CLICK_COLOR, ELBO_COLOR, EXACT_COLOR, FONT, GR
 __all__ = [
     "bound_comparison", "compare_finals", "elbo_vs_logpx", "gap_histogram", "iwae_curve", "log10_of_exp",
     "proposal_comparison",
+    "beta_sweep_curves", "information_split", "kl_per_dim_bars", "ppca_spectrum", "traversal_mosaic",
     "PANEL_TITLES", "TEST_KEYS", "compare_curves", "curve_panels", "smooth", "training_curves",
     "image_grid", "manifold", "mosaic", "reconstruction_grid",
     "latent_axis_1d", "latent_map", "latent_points", "path_norms",

@@ -29,8 +29,9 @@ page = st.navigation(PAGES)
 links.remember()  # the URL this session opened with: its settings seed the widgets bound to it
 training.finalize()  # this visitor's training, if it has ended: say how it went, make it active if it learned
 training.follow()  # while it trains, the pages may show its latest saved epoch
+progress = st.sidebar.container()  # its progress and Stop, on every page, above the run picker
 sidebar.render(page.url_path)
-training.sidebar_progress()  # its progress and Stop, on every page
+training.sidebar_progress(progress)
 session.show_flash()
 link_notice = st.container()  # which of a link's settings could not be used
 links.report(link_notice)  # the run and hyperparameters (drawn by now), and names that are no setting at all

@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import active, catalog, estimates, links, run_pair, session, widgets
+from ui.escape import md
 from vae_tf import plots
 
 P = "page.compare."
@@ -44,7 +45,7 @@ def estimate_buttons(picked: list[str]):
     widgets.poll_jobs(jobs)
     for name, j in jobs.items():
         if j is not None and not j.running and j.error is not None:
-            st.error(f"The estimate of {name} failed: {j.error_text}")
+            st.error(f"The estimate of {name} failed: {md(j.error_text)}")
 
 
 def finals(picked: list[str], summ: dict) -> list[dict]:
@@ -58,8 +59,8 @@ def finals(picked: list[str], summ: dict) -> list[dict]:
                      "epochs": summ[name]["meta"].get("epochs_done"), "test ELBO (all)": final.get("test_elbo"),
                      f"ELBO (first {N})": sm.get("elbo"), f"log p(x) (first {N})": sm.get("log_px"),
                      "gap": sm.get("gap")})
-    st.dataframe(pd.DataFrame(rows).astype({c: float for c in NUMBERS}), hide_index=True,
-                 column_config={c: FMT for c in NUMBERS})  # not yet estimated: None
+    table = pd.DataFrame(rows).astype({c: float for c in NUMBERS})
+    st.dataframe(table.style.format({c: "{:.2f}" for c in NUMBERS}, na_rep="—"), hide_index=True)  # —: not yet
     return rows
 
 

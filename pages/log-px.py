@@ -2,7 +2,8 @@
 import numpy as np
 import streamlit as st
 
-from ui import active, estimates, links, run_pair, widgets
+from ui import active, cache, estimates, links, run_pair, widgets
+from ui.escape import md
 from vae_tf import plots
 
 P = "page.logpx."
@@ -31,6 +32,9 @@ CURVE = ("L_k, the mean over images of log (1/k) Σ p(x, zᵢ)/q(zᵢ|x) with k 
          "as a power law in k, extended to the points with fewer than 4 groups (at k = K: one). L₁ is the ELBO; the "
          "bound rises with k toward log p(x), because averaging more importance weights makes q's mismatch with "
          "p(z|x) matter less.")
+PPCA = (" Green dashes: probabilistic PCA's log p(x) of the same images ({ppca:.2f}), the maximum likelihood of a "
+        "linear-Gaussian model, in closed form from the training images' covariance (Tipping & Bishop, 1999): the "
+        "optimum a linear VAE's training should reach (Lucas et al., 2019). This run's exact log p(x) is {exact:.2f}.")
 PAIR = ("The IWAE objective trains on L_k instead of the ELBO. Below, two runs on the same test images (by default the "
         "shipped pair trained alike with k = 5 samples per image, one on each objective), with the same estimator "
         f"(first {run_pair.N_IMAGES} test images, K = {run_pair.K}). An estimate computed here is reused on the "
@@ -65,7 +69,7 @@ def grid_answer(run, m: int):
     if gjob.running:
         widgets.poll_jobs({f"Integrating log p(x) {how}": gjob}, note="; the charts gain the answer when it is done.")
     elif gjob.error is not None:
-        st.error(f"The numerical integral failed: {gjob.error_text}")
+        st.error(f"The numerical integral failed: {md(gjob.error_text)}")
     else:
         grid = gjob.result
         if len(grid) and not grid.converged.all():
@@ -100,7 +104,7 @@ def charts_ab(est, result, grid):
                       + (GRID_GAPS.format(how=how) if has_grid else ""))
 
 
-def charts_cd(run, est, result, grid, k: int, seed: int):
+def charts_cd(run, est, result, grid, k: int, seed: int, ppca=None):
     s = est.summary()
     left, right = st.columns(2, gap="large")
     with left:
@@ -110,13 +114,15 @@ def charts_cd(run, est, result, grid, k: int, seed: int):
         if grid is not None and len(grid):
             mm = len(grid)
             subset = {"ks": curve["k"], "mean": est.iwae[:mm].mean(0), "n": mm, "grid_mean": float(grid.log_px.mean()),
-                      "mc_stderr": np.sqrt(est.iwae_mc_var[:mm].sum(0)) / mm}
+                      "mc_stderr": np.sqrt(est.iwae_mc_var[:mm].sum(0)) / mm, "name": f"{grid.method} log p(x)"}
         widgets.chart(plots.iwae_curve(curve["k"], curve["mean"], curve["mc_stderr"], s["elbo"], s["log_px"],
                                        exact_mean=None if result.exact is None else float(result.exact.mean()),
-                                       subset=subset), CURVE)
+                                       subset=subset, ppca_mean=None if ppca is None else float(ppca.mean())),
+                      CURVE + (PPCA.format(exact=float(result.exact.mean()), ppca=float(ppca.mean()))
+                               if ppca is not None else ""))
     with right:
         st.subheader("(d) Summary")
-        summary = estimates.summary_table(result, grid)
+        summary = estimates.summary_table(result, grid, ppca)
         st.table(summary.style.format({"mean (nats/image)": "{:.3f}", "standard error": "{:.3f}"}).hide(axis="index"))
         st.caption("Means over the test images, with standard errors over images (they cover the choice of images "
                    "as well as the sampling). Each image's own log p̂(x) has a Monte-Carlo standard error (per-image "
@@ -161,7 +167,7 @@ def log_px_page():
         widgets.wait_for(job, f"Estimating log p(x) of {n} test images with K = {k} samples each…", "logpx.stop",
                          "Stop after the current batch of images and show those.")
     if job.error is not None:
-        st.error(f"The estimate failed: {job.error_text}. Press Estimate to try again.")
+        st.error(f"The estimate failed: {md(job.error_text)}. Press Estimate to try again.")
         st.stop()
     result = job.result
     est = result.estimate
@@ -171,7 +177,11 @@ def log_px_page():
     grid = grid_answer(run, min(grid_images, est.num_images)) if integrable and grid_images > 0 else None
     metrics(est, k)
     charts_ab(est, result, grid)
-    charts_cd(run, est, result, grid, k, seed)
+    ppca = None
+    if result.exact is not None:  # the linear-Gaussian optimum for this data set and latent size
+        cfg = run.run.config
+        ppca = cache.ppca_test_log_px(cfg.dataset, cfg.latent_dim)[:est.num_images]
+    charts_cd(run, est, result, grid, k, seed, ppca)
     st.subheader("(e) A VAE beside an IWAE")
     st.markdown(PAIR)
     run_pair.section("page.logpx.pair.")

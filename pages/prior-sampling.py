@@ -12,7 +12,12 @@ INTRO = ("p(x) = ∫ p(x|z) p(z) dz, an average of p(x|z) over the prior, sugges
          "in that sliver. Importance sampling with the encoder's q(z|x) as the proposal, (1/k) Σᵢ p(x|zᵢ)p(zᵢ)/q(zᵢ|x) "
          "with zᵢ ~ q(z|x), aims the draws where the posterior is. Below, both estimators on the same image, each "
          "repeated with different seeds.")
-NUMBERS = ("mean log p̂(x)", "sd over repeats", "lowest", "highest", "mean ESS", "below reference")
+SHORT = "shortfall, log p(x) − L_k"
+NUMBERS = ("mean log p̂(x)", "sd over repeats", "lowest", "highest", "mean ESS", SHORT)
+SHORTFALL = ("Shortfall: the reference log p(x) minus the mean estimate, i.e. log p(x) − L_k for that proposal r: the "
+             "downward bias of log p̂ with k draws from r (up to the repeats' Monte-Carlo error). At k = 1 it is "
+             "KL(r ‖ p(z|x)): for the prior, KL(p(z) ‖ p(z|x)), not the ELBO's gap KL(q(z|x) ‖ p(z|x)) — only the row "
+             "for q measures the encoder.")
 
 
 def question(n_images: int) -> tuple[int, int, tuple]:
@@ -33,9 +38,10 @@ def table(study, ref, k: int):
         s = study.summary(proposal)
         rows.append({"proposal": plots.PROPOSAL_NAMES[proposal], "k": k, "mean log p̂(x)": s["mean"][-1],
                      "sd over repeats": s["std"][-1], "lowest": s["min"][-1], "highest": s["max"][-1],
-                     "mean ESS": s["ess_mean"][-1], "below reference": ref.log_px - s["mean"][-1]})
+                     "mean ESS": s["ess_mean"][-1], SHORT: ref.log_px - s["mean"][-1]})
     st.dataframe(rows, hide_index=True,
                  column_config={c: st.column_config.NumberColumn(format="%.2f") for c in NUMBERS})
+    st.caption(SHORTFALL)
 
 
 def verdict(study, ref, k: int, latent_dim: int):
@@ -45,7 +51,8 @@ def verdict(study, ref, k: int, latent_dim: int):
         f"draws (from q: **{post['ess_mean'][-1]:.0f}**). One or two lucky z carry the whole sum, so the estimate is "
         f"whatever those few happened to be: it scatters by {prior['std'][-1]:.1f} nats between seeds (q: "
         f"{post['std'][-1]:.2f}) and sits {ref.log_px - prior['mean'][-1]:.1f} nats under the reference on average "
-        f"(q: {ref.log_px - post['mean'][-1]:.2f}). The log of an average of weights is biased low whenever the "
+        f"(q: {ref.log_px - post['mean'][-1]:.2f}): that shortfall is the estimator's bias, log p(x) − L_k for the "
+        "proposal, not a gap of the ELBO. The log of an average of weights is biased low whenever the "
         "large weights are rarely drawn, so more repeats do not fix it; only a k comparable to the inverse of the "
         "prior mass of the posterior's region would. The encoder exists to avoid that: it points the draws at the "
         "region directly."

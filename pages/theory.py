@@ -120,19 +120,20 @@ def gaussian_example(run, d, index: int):
     if g is not None and (not has_closed_form(g[1]) or index >= len(g[2])):
         g = None
     gname = run.name if has_closed_form(model) else server.GAUSSIAN_RUN
-    g_exact = gauss = gname_pi = None
+    g_exact = gauss = gname_pi = g_ppca = None
     if cfg.likelihood == "gaussian":
         gauss, gname_pi = d, run.name
     if g is not None:
         g_exact = cache.exact_log_px(g[0], g[1], g[2])
+        g_ppca = cache.ppca_test_log_px(g[1].config.dataset, g[1].config.latent_dim)
         if gauss is None:
             gauss, gname_pi = cache.derivation(g[0], index, S, 0, g[1], g[2]), gname
-    return gauss, gname_pi, g_exact, gname
+    return gauss, gname_pi, g_exact, gname, g_ppca
 
 
 def pitfalls(run, d, ref, index: int):
     st.header("5 · Where write-ups go wrong")
-    gauss, gname_pi, g_exact, gname = gaussian_example(run, d, index)
+    gauss, gname_pi, g_exact, gname, g_ppca = gaussian_example(run, d, index)
     st.markdown(
         f"**A log dropped inside the expectation.** The ELBO's first term is E_q[log p(x|z)], not E_q[p(x|z)]. "
         f"For this image E_q[p(x|z)] ≈ ${plots.log10_of_exp(d.log_mean_likelihood)}$, the likelihood of a whole "
@@ -154,10 +155,10 @@ def pitfalls(run, d, ref, index: int):
     else:
         st.markdown("**1/(2σ²) written as 1/(2πσ²).** The 2π belongs to the normaliser, (D/2)·log 2π, not to the "
                     "exponent; written inside, it shrinks the error term by π.")
-    log_px_positive(run, ref, g_exact, gname, index)
+    log_px_positive(run, ref, g_exact, gname, index, g_ppca)
 
 
-def log_px_positive(run, ref, g_exact, gname, index: int):
+def log_px_positive(run, ref, g_exact, gname, index: int, g_ppca=None):
     cfg = run.run.config
     if cfg.likelihood == "bernoulli":
         lp_note = (f"For this run's Bernoulli decoder it holds: p(x) is a probability, and log p(x) = "
@@ -169,8 +170,12 @@ def log_px_positive(run, ref, g_exact, gname, index: int):
             f"**'log p(x) ≤ 0'.** True for a probability, false for a density. {lp_note}A Gaussian decoder gives "
             f"grey levels a density, which exceeds 1 wherever σ is small: on run **{gname}** the exact log p(x) of "
             f"image #{index} is **{g_exact[index]:+.3f}** nats and the mean over all {len(g_exact):,} test images "
-            f"is **{float(np.mean(g_exact)):+.2f}** (closed form, no sampling). Densities of different σ or pixel "
-            "scales do not compare with each other, nor with a Bernoulli model's probabilities.")
+            f"is **{float(np.mean(g_exact)):+.2f}** (closed form, no sampling)"
+            + (f", against **{float(np.mean(g_ppca)):+.2f}** for probabilistic PCA, the maximum-likelihood "
+               "linear-Gaussian model of the same latent size fitted in closed form to the training images (Tipping "
+               "& Bishop, 1999), the optimum this linear VAE's training should reach" if g_ppca is not None else "")
+            + ". Densities of different σ or pixel scales do not compare with each other, nor with a Bernoulli "
+            "model's probabilities.")
     else:
         st.markdown(f"**'log p(x) ≤ 0'.** True for a probability, false for a density. {lp_note}A Gaussian decoder "
                     "gives grey levels a density, which exceeds 1 wherever σ is small, so its log p(x) can be "

@@ -3,11 +3,13 @@ import functools
 
 import streamlit as st
 
+from ui.escape import md
 from ui import active, cache, catalog, links, session, sidebar, training, uploads, widgets
 
 INTRO = ("Adam maximises the ELBO = E_q(z|x)[log p(x|z)] − KL(q(z|x) ‖ p(z)), a lower bound on log p(x), with the "
-         "hyperparameters in the sidebar. The result is saved as a new run and becomes the active run that every "
-         "page shows.")
+         "hyperparameters in the sidebar; with the iwae objective it maximises instead the tighter bound "
+         "L_k = E[log (1/k) Σᵢ p(x, zᵢ)/q(zᵢ|x)] over k samples zᵢ ~ q(z|x), and its curve shows L_k. The result is "
+         "saved as a new run and becomes the active run that every page shows.")
 CURVES = ("Faint lines: the ELBO and its two terms on each training batch; bold: their moving average; orange: the "
           "whole test set after each epoch. The reconstruction term rises as the decoder learns; the KL term is the "
           "price, in nats, of what z records about x.")
@@ -29,9 +31,9 @@ def next_run(s, busy: bool):
                          help="Letters, digits, '.', '_' and '-'. An existing run is never overwritten.")
     problem = None if busy else training.name_problem(name, s.root)
     if problem:
-        st.error(f"Run name: {problem}.")
+        st.error(f"Run name: {md(problem)}.")
     if s.config_error:
-        st.error(f"Fix the hyperparameters in the sidebar first — {s.config_error}.")
+        st.error(f"Fix the hyperparameters in the sidebar first — {md(s.config_error)}.")
     elif s.config is not None and not busy:
         c = s.config
         images = f"{c.max_train_images:,}" if c.max_train_images else "all"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ui.escape import md
 from conftest import APP, finish_training, make_lab, open_app, texts
 from streamlit.testing.v1 import AppTest
 
@@ -329,9 +330,9 @@ def test_the_run_picker_leaves_out_what_cannot_load_and_says_why(lab):
     assert not (set(BAD_DIR_NAMES) | set(BROKEN) | {"half-written"}) & set(options)
     notice = texts(at.sidebar.caption)
     for name, (_, _, why) in BROKEN.items():
-        assert f"`{name}` ({why}" in notice, (name, notice)
+        assert f"{name} ({why}" in notice, (name, notice)
     for name in BAD_DIR_NAMES:
-        assert f"`{name!r}` (not a run name" in notice, (name, notice)
+        assert f"{md(repr(name))} (not a run name" in notice, (name, notice)  # shown literally, never as markdown
 
 
 @pytest.mark.parametrize("name", [*BROKEN, *BAD_DIR_NAMES, "half-written", "../fashion-2d", "absent"])
@@ -496,3 +497,36 @@ def test_a_bad_upload_is_refused_with_its_reason_and_changes_nothing(lab, case):
     assert f"{case}.npz" in shown and message in shown, shown
     assert at.selectbox(key="hp.dataset").value == "fashion_mnist"  # the next run's data set is unchanged
     assert not any(uploads.iterdir()) and snapshot(root) == before
+
+
+# -- text from visitors and links is shown as text ------------------------------------------------------------
+PAYLOAD = "**bold** [Log in](http://evil.example) ![t](http://evil.example/i.png) `x` $y$ :red[z]"
+
+
+def assert_literal(markdown: str):
+    """No markdown construct of the payload survives: its openers are escaped, its URL cannot autolink."""
+    import re
+
+    assert not re.search(r"(?<!\\)\*\*|(?<!\\)\[|(?<!\\)`|(?<!\\)\$|://", markdown), markdown
+
+
+def test_a_link_value_with_markdown_is_quoted_back_as_text(lab):
+    at = open_app(params={"hp.hidden": PAYLOAD, "hp.objective": PAYLOAD, PAYLOAD: "1"})
+    no_exception(at)
+    messages = [e.value for e in (*at.sidebar.error, *at.error, *at.warning)]
+    assert any("hidden" in m for m in messages) and any("objective" in m for m in messages), messages
+    for m in messages:
+        assert_literal(m)
+
+
+def test_an_upload_named_with_markdown_is_named_as_text(lab):
+    name = "<img src=x onerror=alert(1)>**bold** [a](http://x.example).npz"
+    at = open_app()
+    at.file_uploader(key="page.train.upload").upload(name.replace(".npz", "-bad.npz"), b"not a zip").run()
+    assert "Upload not accepted" in texts(at.error)
+    assert_literal(texts(at.error))
+    at = open_app()
+    at.file_uploader(key="page.train.upload").upload(name, npz_bytes(x_train=GOOD, x_test=GOOD[:8])).run()
+    said = texts(at.success)
+    assert "16 training and 8 test images" in said
+    assert_literal(said)

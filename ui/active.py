@@ -10,6 +10,7 @@ from vae_tf.data import DataError, Dataset
 from vae_tf.runs import CheckpointError, Run, RunRef
 
 from . import cache, catalog, server, session
+from .escape import md
 from .sidebar import Settings
 
 
@@ -68,13 +69,13 @@ def active_run() -> ActiveRun:
         with st.spinner(f"Loading run {s.run_name} (the first time, TensorFlow too)…"):
             run = cache.run(ref)
     except CheckpointError as e:
-        st.error(f"The run **{s.run_name}** cannot be loaded: {e}")
+        st.error(f"The run **{s.run_name}** cannot be loaded: {md(e)}")
         st.stop()
     try:
         ds = cache.dataset(run.config.dataset)
         x, y = cache.test_set(run.config.dataset, run.config.likelihood)
     except DataError as e:
-        st.error(f"The data set of run **{s.run_name}** cannot be loaded: {e}\n\n"
+        st.error(f"The data set of run **{s.run_name}** cannot be loaded: {md(e)}\n\n"
                  f"Pick a Fashion-MNIST run (for example **{server.DEFAULT_RUN}**) in the sidebar; "
                  "Fashion-MNIST is bundled and works offline.")
         st.stop()

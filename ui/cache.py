@@ -159,6 +159,21 @@ def exact_log_px(ref: RunRef, _model, _x) -> np.ndarray:
     return np.concatenate([exact.exact_log_px(_model, _x[i:i + 2000]) for i in range(0, len(_x), 2000)])
 
 
+@st.cache_data(max_entries=4, show_spinner="Fitting probabilistic PCA to the training images…")
+def ppca(dataset_name: str, latent_dim: int):
+    """The maximum-likelihood linear-Gaussian model of a data set's training grey levels (exact.ppca_ml)."""
+    from vae_tf import exact
+
+    return exact.ppca_ml(dataset(dataset_name).train_images("gaussian"), latent_dim)
+
+
+@st.cache_data(max_entries=4, show_spinner="Probabilistic PCA's log p(x) of the test set…")
+def ppca_test_log_px(dataset_name: str, latent_dim: int) -> np.ndarray:
+    """PPCA's log p(x) of every test image: the best any linear-Gaussian model of this latent size does."""
+    x, _ = test_set(dataset_name, "gaussian")
+    return ppca(dataset_name, latent_dim).log_px(x)
+
+
 # -- the latent diagnostics (pages/latent.py) -------------------------------------------------------------
 @st.cache_data(max_entries=8, show_spinner="Measuring what the latent code of the test images carries…")
 def latent_diagnostics(ref: RunRef, n: int, seed: int, _model, _x):

@@ -41,7 +41,10 @@ def loadable(root: Path) -> tuple[list[str], dict[str, str]]:
 
 
 def owner(name: str, root: Path | None = None) -> str | None:
-    return runs.owner_of(runs.run_dir(name, root or server.checkpoints_root()))
+    try:
+        return runs.owner_of(runs.run_dir(name, root or server.checkpoints_root()))
+    except runs.CheckpointError:  # a folder whose name is no run name: listed as broken, owned by nobody
+        return None
 
 
 def visible(names_: list[str], visitor: str, others: bool, root: Path | None = None) -> list[str]:

@@ -208,7 +208,9 @@ def _mean_se(a) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan")
 
 
-def summary_table(result: LogPxResult, grid: GridAnswers | None = None) -> pd.DataFrame:
+def summary_table(result: LogPxResult, grid: GridAnswers | None = None, ppca: np.ndarray | None = None) -> pd.DataFrame:
+    """The page's summary: means over images ± standard errors over images. ppca: probabilistic PCA's log p(x) of the
+    same images (linear-Gaussian runs), the optimum their training should reach."""
     est = result.estimate
     n = est.num_images
     rows = [("ELBO (analytic KL; E_q[log p(x|z)] from the K draws)", *_mean_se(est.elbo), n),
@@ -227,6 +229,11 @@ def summary_table(result: LogPxResult, grid: GridAnswers | None = None) -> pd.Da
         if result.exact_kl is not None:
             rows.append(("exact KL(q(z|x) ‖ p(z|x)) = exact log p(x) − ELBO (closed form)",
                          *_mean_se(result.exact_kl), n))
+    if ppca is not None:
+        rows.append(("PPCA maximum likelihood log p(x) (closed form, from the training covariance)", *_mean_se(ppca),
+                     len(ppca)))
+        if result.exact is not None:
+            rows.append(("exact log p(x) − PPCA's, image by image", *_mean_se(result.exact - ppca), len(ppca)))
     if grid is not None and len(grid):
         m, what = len(grid), "grid" if grid.method == "grid" else "quadrature"
         rows += [(f"{what} log p(x), first {m} images ({int(grid.converged.sum())} of {m} converged)",

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from .escape import md
+
 PENDING = "links.pending"  # {key: [values]}: the opening URL's parameters not yet claimed by a widget
 OURS = ("run.", "hp.", "page.")  # key prefixes of the bound widgets (ui/state.py's naming)
 IGNORED = frozenset({"embed", "embed_options"})  # Streamlit's own
@@ -46,10 +48,10 @@ def check() -> list[str]:
         if key in st.session_state:
             del pending[key]
             if st.query_params.get_all(key) != raw and not matches(st.session_state[key], raw):
-                found.append(f"`{key}={shown}` is not valid here (now {describe(st.session_state[key])})")
+                found.append(f"{md(key)}={md(shown)} is not valid here (now {md(describe(st.session_state[key]))})")
         elif not key.startswith(OURS):
             del pending[key]
-            found.append(f"`{key}` is not a setting of VAE Lab")
+            found.append(f"{md(key)} is not a setting of VAE Lab")
             _drop(key)
     return found
 

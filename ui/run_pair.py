@@ -10,6 +10,7 @@ import streamlit as st
 from vae_tf import plots
 
 from . import catalog, estimates, server, widgets
+from .escape import md
 
 N_IMAGES, K, SEED = estimates.DEFAULT_IMAGES, estimates.DEFAULT_K, estimates.DEFAULT_SEED
 
@@ -37,7 +38,7 @@ def _estimates(prefix: str, pair: list[str]) -> bool:
     widgets.poll_jobs(jobs)
     for name, j in jobs.items():
         if j is not None and not j.running and j.error is not None:
-            st.error(f"The estimate of {name} failed: {j.error_text}")
+            st.error(f"The estimate of {name} failed: {md(j.error_text)}")
     return all(estimates.finished(name) is not None for name in pair)
 
 

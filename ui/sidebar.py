@@ -16,6 +16,7 @@ from vae_tf.config import DATASETS, FIELDS, Config, ConfigError, format_number
 from vae_tf.runs import RUN_NAME_RE, CheckpointError, RunRef
 
 from . import cache, catalog, server, session
+from .escape import md
 
 DEFAULTS = Config()
 HP = "hp."  # widget key prefix of the hyperparameters
@@ -111,7 +112,7 @@ def _run_picker(root: Path, disabled: bool):
     mine = {n for n in names if catalog.owner(n, root) == me}
     if broken:  # a run that cannot load is not offered (a page would only say so): list them with the reason
         st.sidebar.caption("Not listed, as they cannot be loaded: "
-                           + "; ".join(f"`{n if RUN_NAME_RE.fullmatch(n) else repr(n)}` ({why})"
+                           + "; ".join(f"{md(n if RUN_NAME_RE.fullmatch(n) else repr(n))} ({md(why)})"
                                        for n, why in broken.items())
                            + ". The table of runs on the Train page lists them too.")
     if not names:
@@ -137,7 +138,7 @@ def _run_glance(summary: dict):
     c2.metric("epochs", f"{round(meta.get('epochs_done', 0), 1):g}/{cfg['epochs']}",
               help=f"status: {meta.get('status', '?')}")
     sigma = cfg["sigma"] if cfg["likelihood"] == "gaussian" else None
-    parts = [dataset_label(cfg["dataset"]), f"latent {cfg['latent_dim']}",
+    parts = [md(dataset_label(cfg["dataset"])), f"latent {cfg['latent_dim']}",
              f"hidden {','.join(map(str, cfg['hidden']))}", f"{cfg['decoder']} decoder",
              cfg["likelihood"] + (f" σ={sigma}" if sigma is not None else ""),
              f"{cfg['objective']}" + (f" k={cfg['mc_samples']}" if cfg["mc_samples"] > 1 else ""),
@@ -235,10 +236,10 @@ def render(page_url: str = "") -> Settings:
             _run_glance(summary)
         except CheckpointError as e:
             error = str(e)
-            st.sidebar.error(f"Run {name} cannot be read: {e}")
+            st.sidebar.error(f"Run {name} cannot be read: {md(e)}")
     values, config, config_error = _hyperparameters(training, expanded=page_url in ("", "train"))
     if config_error:
-        st.sidebar.error(f"Hyperparameters: {config_error}", icon=":material/error:")
+        st.sidebar.error(f"Hyperparameters: {md(config_error)}", icon=":material/error:")
     settings = Settings(root, name, stamp, summary, error, values, config, config_error, training)
     st.session_state[session.SETTINGS] = settings
     return settings

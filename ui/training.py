@@ -27,10 +27,12 @@ from vae_tf.config import Config
 from vae_tf.data import DataError
 
 from . import cache, server, session, sidebar, widgets
+from .escape import md
 from .session import flash
 
 ABANDON_SECONDS = float(os.environ.get("VAE_LAB_ABANDON_SECONDS", "60"))
 POLL_SECONDS = 1.0
+FOLLOW_SECONDS = 10.0
 STOP_GRACE_SECONDS = 30.0  # a worker asked to stop that has not ended by then is killed (its last epoch is kept)
 
 
@@ -75,7 +77,7 @@ class TrainingJob:
             self.stage = "training"
         elif now > self._first[0]:
             self.images_per_sec = (r["images_seen"] - self._first[1]) / (now - self._first[0])
-        self.steps.append([r["step"], r["elbo"], r["recon"], r["kl"]])
+        self.steps.append([r["step"], r.get("objective", r["elbo"]), r["recon"], r["kl"]])  # L_k for an IWAE run
         self.last = r
 
     def _on_epoch(self, report: dict):
@@ -182,11 +184,11 @@ def request(name_key: str = session.TRAIN_NAME):
     root = server.checkpoints_root()
     problem = name_problem(name, root)
     if problem:
-        return flash("error", f"Cannot train: {problem}.")
+        return flash("error", f"Cannot train: {md(problem)}.")
     try:
         dataset = cache.dataset(config.dataset)
     except DataError as e:
-        return flash("error", f"Cannot load the data set: {e}")
+        return flash("error", f"Cannot load the data set: {md(e)}")
     _launch(name, runs.run_dir(name, root), config, dataset, resume=False)
 
 
@@ -197,7 +199,7 @@ def continue_run(name: str, more_epochs: int):
     try:
         dataset = cache.dataset(config.dataset)
     except DataError as e:
-        return flash("error", f"Cannot load the data set: {e}")
+        return flash("error", f"Cannot load the data set: {md(e)}")
     _launch(name, path, config.replace(epochs=config.epochs + int(more_epochs)), dataset, resume=True)
 
 
@@ -214,7 +216,7 @@ def _launch(name: str, path: Path, config: Config, dataset, resume: bool):
             return flash("error", f"A run named {name!r} already exists; choose another name.")
         except OSError as e:
             slots.release()
-            return flash("error", f"Cannot write the run: the checkpoints folder is not writable ({e.strerror}).")
+            return flash("error", f"Cannot write the run: the checkpoints folder is not writable ({md(e.strerror)}).")
         runs.set_owner(path, session.visitor())  # the run is this visitor's: listed first, theirs to delete
     cache.trainings().put(session.visitor(), TrainingJob(name, path, config, dataset, resume).start(slots))
 
@@ -231,14 +233,14 @@ def finalize():
     cache.trainings().pop(session.visitor())
     st.session_state[session.TRAIN_NAME] = suggest_name(server.checkpoints_root())  # the name is taken now
     if job.outcome == "failed":
-        return flash("error", f"Cannot train: {job.message}")
+        return flash("error", f"Cannot train: {md(job.message)}")
     if not runs.is_run(job.path):
         saved = "" if "nothing was saved" in job.message else " No epoch had finished: nothing was saved."
-        return flash("error", f"{job.message}.{saved}") if job.outcome == "diverged" else flash(
+        return flash("error", f"{md(job.message)}.{saved}") if job.outcome == "diverged" else flash(
             "warning", f"Training of **{job.name}** stopped before its first step finished; nothing was saved.")
     if job.outcome == "diverged":
         meta = runs.read_meta(job.path)
-        return flash("error", f"{job.message}. Run **{job.name}** keeps its last good epoch "
+        return flash("error", f"{md(job.message)}. Run **{job.name}** keeps its last good epoch "
                               f"({meta.get('epochs_done', 0):g} of {job.config.epochs}); it loads like any other "
                               "run, marked diverged in the table of runs.")
     _report(job)
@@ -285,24 +287,26 @@ def progress_text(job: TrainingJob) -> str:
             f"ETA {widgets.fmt_seconds(r['eta_seconds'])}{test}")
 
 
-def sidebar_progress():
-    """The visitor's training in the sidebar, redrawn every second; the page reruns when it ends, and when a
-    new epoch is saved while the visitor follows it."""
+def sidebar_progress(slot):
+    """The visitor's training in the sidebar, redrawn every second; the page reruns when it ends, and, while
+    the visitor follows it, when a new epoch has been saved (at most every FOLLOW_SECONDS, so that a page
+    has time to draw between two epochs)."""
     job = current()
     if job is None or not job.running:
         return
-    seen = job.saved_epochs
+    seen, since = job.saved_epochs, time.monotonic()
 
     @st.fragment(run_every=POLL_SECONDS)
     def progress():
         job.beat()
-        if not job.running or (following(job) and job.saved_epochs != seen):
+        fresh = following(job) and job.saved_epochs != seen and time.monotonic() - since >= FOLLOW_SECONDS
+        if not job.running or fresh:
             st.rerun()
         fraction = job.last.get("step", 0) / max(job.total_steps, 1)
         st.progress(min(1.0, fraction), text=progress_text(job))
         st.button("Stop", key="train.stop", icon=":material/stop_circle:", on_click=job.stop.set,
                   help="Stop after the steps being computed now; every finished epoch and step is saved.")
-    with st.sidebar:
+    with slot:
         st.caption("Training in the background: switch pages freely.")
         st.toggle("Follow the training", key=session.FOLLOW, value=True,
                   help="Show the model as last saved (each epoch) on every page while it trains.")
@@ -333,12 +337,14 @@ def live_curves(steps_per_epoch: int):
             st.caption(f"Starting took {job.compile_seconds:.1f} s: TensorFlow and the data loaded in the training's "
                        "own process, and its step compiled (images/s leave it out).")
         if job.steps:
-            st.plotly_chart(plots.training_curves(np.asarray(job.steps), job.steps_per_epoch, job.epochs),
-                            width="stretch", key="train.live")
+            st.plotly_chart(plots.training_curves(np.asarray(job.steps), job.steps_per_epoch, job.epochs,
+                                                  objective=job.config.objective_name), width="stretch",
+                            key="train.live")
     st.subheader(f"Training {job.name}")
     curves()
 
 
 def history_curves(history: dict, steps_per_epoch: int):
     steps = np.asarray(history.get("steps") or [], np.float64).reshape(-1, 4)
-    return plots.training_curves(steps, steps_per_epoch, history.get("epochs") or [])
+    return plots.training_curves(steps, steps_per_epoch, history.get("epochs") or [],
+                                 objective=history.get("objective", "ELBO"))  # a run from before: its ELBO

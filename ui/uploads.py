@@ -9,6 +9,7 @@ from vae_tf.data import DataError, load_npz
 from vae_tf.runs import atomic_write_bytes
 
 from . import server, session
+from .escape import md
 
 
 def on_upload(key: str = "page.train.upload"):
@@ -21,7 +22,7 @@ def on_upload(key: str = "page.train.upload"):
     try:
         ds = load_npz(data, name=f.name)
     except DataError as e:
-        st.session_state[session.UPLOAD_RESULT] = ("error", f"Upload not accepted: {e}")
+        st.session_state[session.UPLOAD_RESULT] = ("error", f"Upload not accepted: {md(e)}")
         return
     folder = server.uploads_root()
     folder.mkdir(parents=True, exist_ok=True)
@@ -33,7 +34,7 @@ def on_upload(key: str = "page.train.upload"):
     h, w = ds.image_shape
     labels = f", {len(ds.class_names)} classes" if ds.class_names else ", no labels"
     st.session_state[session.UPLOAD_RESULT] = (
-        "success", f"{f.name}: {len(ds.x_train):,} training and {len(ds.x_test):,} test images of {h}×{w} pixels"
+        "success", f"{md(f.name)}: {len(ds.x_train):,} training and {len(ds.x_test):,} test images of {h}×{w} pixels"
                    f"{labels}. It is now the data set of the next run (sidebar).")
 
 
@@ -51,7 +52,7 @@ def on_run_upload(key: str = "page.train.run_upload"):
     try:
         path = archive.unpack(f.getvalue(), root, name)
     except (archive.ArchiveError, runs.CheckpointError) as e:
-        st.session_state[session.UPLOAD_RESULT] = ("error", f"Run not accepted: {e}.")
+        st.session_state[session.UPLOAD_RESULT] = ("error", f"Run not accepted: {md(e)}.")
         return
     runs.set_owner(path, session.visitor())
     st.session_state[session.ACTIVE_RUN] = name

@@ -339,7 +339,8 @@ def _image_shape(meta: dict, num_pixels: int, path: Path) -> tuple[int, int] | N
         return None
     if (not isinstance(shape, list) or len(shape) != 2 or not all(isinstance(s, int) and s > 0 for s in shape)
             or shape[0] * shape[1] != num_pixels):
-        raise CheckpointError(f"{_shown(path / META_FILE)}: image_shape {shape!r} is not [H, W] with H·W = {num_pixels}")
+        raise CheckpointError(f"{_shown(path / META_FILE)}: image_shape {shape!r} is not [H, W] with "
+                              f"H·W = {num_pixels}")
     return shape[0], shape[1]
 
 
@@ -352,7 +353,8 @@ def load_optimizer_state(path: Path, optimizer, variables):
     optimizer.build(variables)
     values = [arrays[k] for k in sorted(arrays)]
     if len(values) != len(optimizer.variables):
-        raise CheckpointError(f"{_shown(file)} holds {len(values)} arrays; the optimizer has {len(optimizer.variables)}")
+        raise CheckpointError(f"{_shown(file)} holds {len(values)} arrays; the optimizer has "
+                              f"{len(optimizer.variables)}")
     for v, a in zip(optimizer.variables, values, strict=True):
         if tuple(v.shape) != tuple(a.shape):
             raise CheckpointError(f"{_shown(file)}: an array of shape {a.shape} does not fit {v.path} {tuple(v.shape)}")

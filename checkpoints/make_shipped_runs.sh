@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Re-create the pretrained runs shipped in checkpoints/ (run from the repo root; ~7 minutes on 2 cores).
+# Re-create the pretrained runs shipped in checkpoints/ (run from the repo root; ~9 minutes on 2 cores).
 set -euo pipefail
 rm -rf checkpoints/fashion-default checkpoints/fashion-2d checkpoints/fashion-linear-gaussian \
   checkpoints/fashion-iwae5 checkpoints/fashion-vae5 checkpoints/fashion-conv
 python -m vae_tf train --data fashion_mnist --out checkpoints/fashion-default
 python -m vae_tf train --data fashion_mnist --latent-dim 2 --epochs 10 --out checkpoints/fashion-2d
+# 30 epochs at a smaller step: within 3 nats/image of probabilistic PCA's optimum (the default 5 epochs stop ~4 short)
 python -m vae_tf train --data fashion_mnist --decoder linear --likelihood gaussian --sigma learned \
-  --out checkpoints/fashion-linear-gaussian
+  --epochs 30 --learning-rate 0.0003 --out checkpoints/fashion-linear-gaussian
 # A VAE and an IWAE trained alike (k = 5 samples per image, smaller hidden layers: ~1 minute each)
 python -m vae_tf train --data fashion_mnist --objective iwae --mc-samples 5 --hidden 256,128 --out checkpoints/fashion-iwae5
 python -m vae_tf train --data fashion_mnist --objective elbo --mc-samples 5 --hidden 256,128 --out checkpoints/fashion-vae5

@@ -126,6 +126,11 @@ def test_inconsistent_combinations_rejected():
     with pytest.raises(ConfigError, match="beta must be 1 with the iwae objective"):
         Config(objective="iwae", beta=0.5)
     assert Config(objective="iwae", beta=1.0, mc_samples=5).objective == "iwae"
+    # a KL warm-up has nothing to ramp in L_k: refused, not silently ignored
+    with pytest.raises(ConfigError, match="kl_warmup_epochs must be 0 with the iwae objective"):
+        Config(objective="iwae", mc_samples=5, epochs=5, kl_warmup_epochs=2)
+    assert Config(objective="elbo", epochs=5, kl_warmup_epochs=2).kl_warmup_epochs == 2
+    assert Config(objective="iwae", mc_samples=5).objective_name == "L_5" and Config().objective_name == "ELBO"
 
 
 def test_kl_weight_ramps_linearly_to_beta():

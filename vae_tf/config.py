@@ -128,11 +128,19 @@ class Config:
                               f"got {self.kl_warmup_epochs}")
         if self.objective == "iwae" and self.beta != 1.0:
             raise ConfigError("beta must be 1 with the iwae objective (the bound has no separate KL term to weight)")
+        if self.objective == "iwae" and self.kl_warmup_epochs > 0:
+            raise ConfigError("kl_warmup_epochs must be 0 with the iwae objective: its bound L_k has no separate KL "
+                              "term to ramp up, so a warm-up would be silently ignored")
 
     # -- derived --------------------------------------------------------------
     @property
     def learned_sigma(self) -> bool:
         return self.likelihood == "gaussian" and self.sigma == "learned"
+
+    @property
+    def objective_name(self) -> str:
+        """The bound the training steps maximise, as curves name it: "ELBO", or "L_k" for the IWAE objective."""
+        return f"L_{self.mc_samples}" if self.objective == "iwae" else "ELBO"
 
     def kl_weight(self, epoch: float) -> float:
         """β, ramped linearly from 0 over the warm-up epochs (epoch counts from 0)."""

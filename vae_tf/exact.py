@@ -5,6 +5,8 @@ Linear-Gaussian model, x = Wz + b + σε with z ~ N(0, I), ε ~ N(0, I):
     p(x)   = N(x; b, WWᵀ + σ²I)
     p(z|x) = N(A⁻¹Wᵀ(x − b)/σ², A⁻¹),   A = I + WᵀW/σ²
 
+and its maximum likelihood for a data set, probabilistic PCA, in closed form (ppca_ml).
+
 A 2-D latent: log p(x) = log ∬ p(x|z) p(z) dz as a sum over a grid that covers the posterior's
 mass, and p(z|x) = p(x, z) / p(x) read off the same grid (its modes, its mass inside q's ellipse);
 a 1-D latent: the same integral by quadrature on a line.
@@ -60,6 +62,50 @@ def exact_kl_q_posterior(model, x) -> np.ndarray:
     q = model.posterior(np.asarray(x, np.float32))
     q64 = tfd.MultivariateNormalDiag(tf.cast(q.loc, tf.float64), tf.cast(q.stddev(), tf.float64))
     return tfd.kl_divergence(q64, exact_posterior(model, x)).numpy()
+
+
+# -- probabilistic PCA: the linear-Gaussian model's maximum likelihood ----------------------------------------
+@dataclass
+class PPCA:
+    """x = Wz + μ + σε, z ~ N(0, I_d): p(x) = N(x; μ, WWᵀ + σ²I), at its maximum likelihood for some data."""
+    mean: np.ndarray  # (D,)
+    W: np.ndarray  # (D, d)
+    sigma: float
+
+    def log_px(self, x, batch: int = 2000) -> np.ndarray:
+        """(N,) log N(x; μ, WWᵀ + σ²I) in float64."""
+        D = len(self.mean)
+        cov = self.W @ self.W.T + self.sigma ** 2 * np.eye(D)
+        marginal = tfd.MultivariateNormalTriL(loc=tf.constant(self.mean), scale_tril=tf.linalg.cholesky(cov))
+        x = np.asarray(x, np.float64)
+        return np.concatenate([marginal.log_prob(x[i:i + batch]).numpy() for i in range(0, len(x), batch)])
+
+
+def ppca_ml(x, latent_dim: int, batch: int = 10_000) -> PPCA:
+    """The maximum-likelihood linear-Gaussian model of the data x (N, D), in closed form (Tipping & Bishop 1999):
+    with S = (1/N) Σ (x − x̄)(x − x̄)ᵀ and its eigenvalues λ₁ ≥ … ≥ λ_D (eigenvectors U),
+
+        μ = x̄,   σ² = (1/(D − d)) Σ_{j>d} λ_j,   W = U_d (Λ_d − σ²I)^½
+
+    (up to a rotation of W, which leaves p(x) unchanged). A linear VAE's ELBO has the same global optimum
+    (Lucas et al. 2019), so this is what training it should reach."""
+    x = np.asarray(x)
+    n, D = x.shape
+    d = int(latent_dim)
+    if not 1 <= d < D:
+        raise ValueError(f"latent_dim must be between 1 and {D - 1}; got {latent_dim}")
+    mean = np.zeros(D)
+    for i in range(0, n, batch):
+        mean += np.asarray(x[i:i + batch], np.float64).sum(0)
+    mean /= n
+    S = np.zeros((D, D))
+    for i in range(0, n, batch):  # in batches: a float64 copy of all of x need not exist
+        r = np.asarray(x[i:i + batch], np.float64) - mean
+        S += r.T @ r
+    lam, U = np.linalg.eigh(S / n)  # ascending
+    lam, U = lam[::-1], U[:, ::-1]
+    sigma2 = float(lam[d:].mean())
+    return PPCA(mean, U[:, :d] * np.sqrt(np.maximum(lam[:d] - sigma2, 0.0)), math.sqrt(sigma2))
 
 
 # -- a 2-D latent on a grid -------------------------------------------------------------------------

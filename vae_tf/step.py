@@ -8,14 +8,20 @@ plain path train on the very same bits and ε.
 
     loss = −E_q[log p(x|z)] + β_t · KL(q(z|x) ‖ p(z))            (objective "elbo")
     loss = −log (1/k) Σ_i p(x, z_i) / q(z_i|x),  z_i ~ q(z|x)     (objective "iwae")
+
+with a learned Gaussian σ set to each batch's closed-form optimum (loss_optimal_sigma, the σ-VAE).
 """
 from __future__ import annotations
 
 import math
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from . import networks
 from .config import Config
+from .model import SIGMA_FLOOR
+
+tfd = tfp.distributions
 
 STEPS_PER_CALL = 50  # at most: Python's dispatch is paid once a call, so more steps a call cost less of it
 CALL_FLOPS = 5e10  # fewer steps a call when steps are big, so that a stop request lands soon
@@ -71,6 +77,8 @@ def compile_run_steps(model, optimizer, strategy: tf.distribute.Strategy, steps_
     (spc, 3) loss, recon, kl, rows from n on zero. n is a tensor: every call runs the same program."""
     opt, spc = optimizer, steps_per_call
     bernoulli, replicas = model.config.likelihood == "bernoulli", strategy.num_replicas_in_sync
+    # a learned σ is set in closed form (loss_optimal_sigma), not moved by Adam
+    variables = [v for v in model.trainable_variables if v is not model.raw_sigma]
 
     def train_step(x_uint8, eps, kl_weight):
         x = tf.cast(x_uint8, tf.float32)
@@ -79,8 +87,8 @@ def compile_run_steps(model, optimizer, strategy: tf.distribute.Strategy, steps_
         with tf.GradientTape() as tape:
             loss_, recon, kl = loss(model, x, eps, kl_weight)
             scaled = loss_ / replicas
-        grads = tape.gradient(scaled, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        grads = tape.gradient(scaled, variables)
+        opt.apply_gradients(zip(grads, variables, strict=True))
         return tf.stack([loss_, tf.reduce_mean(recon), tf.reduce_mean(kl)])
 
     # Several steps per call: Python and dispatch overhead is paid once per call, and XLA fuses
@@ -111,6 +119,8 @@ def compile_run_steps(model, optimizer, strategy: tf.distribute.Strategy, steps_
 def loss(model, x, eps, kl_weight):
     """Mean over the batch of the loss, and the per-image recon and KL terms it came from."""
     cfg = model.config
+    if cfg.learned_sigma:
+        return loss_optimal_sigma(model, x, eps, kl_weight)
     if cfg.objective == "iwae":
         q = model.posterior(x)
         z = q.bijector.forward(eps)  # (k, N, d)
@@ -118,4 +128,28 @@ def loss(model, x, eps, kl_weight):
         bound = tf.reduce_logsumexp(recon - kl, 0) - math.log(cfg.mc_samples)  # log w = recon − kl, per draw
         return -tf.reduce_mean(bound), tf.reduce_mean(recon, 0), tf.reduce_mean(kl, 0)
     recon, kl = model.elbo_terms_from_noise(x, eps)
+    return -tf.reduce_mean(recon - kl_weight * kl), recon, kl
+
+
+def optimal_sigma(x, mean):
+    """σ* = √(mean of (x − f(z))² over the draws, images and pixels): the σ that maximises this batch's
+    Σ log N(x; f(z), σ²I) in closed form, since ∂/∂σ [−‖x − f‖²/(2σ²) − D log σ] = 0 at σ² = ‖x − f‖²/D."""
+    return tf.maximum(tf.sqrt(tf.reduce_mean(tf.square(x - mean))), SIGMA_FLOOR)
+
+
+def loss_optimal_sigma(model, x, eps, kl_weight):
+    """loss() for a learned σ, the σ-VAE way (Rybkin, Daniilidis & Levine 2021): each step's likelihood uses its
+    batch's optimal σ* instead of a σ that Adam moves a step size at a time. Its gradient through σ* is zero
+    for the ELBO (σ* maximises the batch's reconstruction term, and the KL has no σ), so σ* is held fixed;
+    the model's own σ is set to the training images' σ* at each epoch's end (Trainer.set_optimal_sigma)."""
+    q = model.posterior(x)
+    z = q.bijector.forward(eps)  # (S, N, d)
+    mean = model.likelihood(z).mean()  # f(z), (S, N, D)
+    sigma = tf.stop_gradient(optimal_sigma(x, mean))
+    recon = tfd.Independent(tfd.Normal(loc=mean, scale=sigma), reinterpreted_batch_ndims=1).log_prob(x)
+    if model.config.objective == "iwae":
+        kl = q.log_prob(z) - model.prior().log_prob(z)
+        bound = tf.reduce_logsumexp(recon - kl, 0) - math.log(model.config.mc_samples)
+        return -tf.reduce_mean(bound), tf.reduce_mean(recon, 0), tf.reduce_mean(kl, 0)
+    recon, kl = tf.reduce_mean(recon, 0), tfd.kl_divergence(q, model.prior())
     return -tf.reduce_mean(recon - kl_weight * kl), recon, kl

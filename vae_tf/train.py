@@ -7,6 +7,7 @@ so a run is reproducible and a resumed run continues exactly where it stopped.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -20,11 +21,12 @@ import tensorflow as tf
 from . import runs
 from .config import Config
 from .data import TEST_BINARIZATION_SEED, Dataset
-from .model import VAE
+from .model import SIGMA_FLOOR, VAE
 from .networks import xla_ok
 from .step import compile_draws, compile_run_steps, default_steps_per_call
 
 EVAL_BATCH = 2000
+SIGMA_IMAGES = 10_000  # training images whose mean squared error sets a learned σ at each epoch's end
 MAX_CURVE_POINTS = 2000
 
 
@@ -45,6 +47,7 @@ class StepReport:
     elbo: float
     recon: float
     kl: float
+    objective: float | None = None  # what the step maximises: the ELBO, or L_k for an IWAE run (−loss)
 
 
 @dataclass
@@ -112,7 +115,8 @@ class Trainer:
         self.steps_per_epoch = self.num_train // config.batch_size  # the remainder is reshuffled next epoch
         self.total_steps = self.steps_per_epoch * config.epochs
         self.x_test = dataset.test_images(config.likelihood)
-        self.history = {"epochs": [], "steps": []}
+        # steps: [step, objective, recon, kl], the objective the ELBO or, for an IWAE run, L_k (history["objective"])
+        self.history = {"epochs": [], "steps": [], "objective": config.objective_name}
         self.steps_done = 0
 
         with self.strategy.scope():
@@ -122,10 +126,13 @@ class Trainer:
             self.x_train = tf.constant(x)  # uint8, (N, D): 1 byte a pixel on the device
         if resume:
             self._restore()
+        elif config.likelihood == "gaussian":
+            self._start_at_the_mean(x)
         self._draws_fn = compile_draws(config, self.x_train, dataset.num_pixels, self.steps_per_call)
         self._run_steps = compile_run_steps(self.model, self.optimizer, self.strategy, self.steps_per_call,
                                             self.jit_compile)
         self._eval_fn = tf.function(self._eval_batch, reduce_retracing=True)
+        self._sq_error_fn = tf.function(self._sq_error, reduce_retracing=True)
 
     # -- one compiled call -----------------------------------------------------------
     def _step_fn(self, idx, step0, kl_weight):
@@ -200,17 +207,49 @@ class Trainer:
             first = self.steps_done + 1
             self.steps_done += n  # the weights are now n steps on, whatever a callback does next
             rows = metrics.astype(float)
-            for j, (_loss, recon, kl) in enumerate(rows):
+            iwae = cfg.objective == "iwae"  # its curve records the bound it maximises, L_k = −loss
+            for j, (loss, recon, kl) in enumerate(rows):
                 sums += (recon - kl, recon, kl)
                 count += 1
-                self._record_step(first + j, recon - kl, recon, kl)
+                self._record_step(first + j, -loss if iwae else recon - kl, recon, kl)
             if on_step:
                 self._report_steps(on_step, rows, first, now, clock)
+        if cfg.learned_sigma:
+            self.set_optimal_sigma()
         test_elbo, test_recon, test_kl = self.evaluate_test()
         seconds = time.perf_counter() - t_epoch
         train = sums / max(count, 1)
         return EpochReport(epoch + 1, *map(float, train), test_elbo, test_recon, test_kl,
                            float(kl_weight), seconds, count * B / seconds)
+
+    def _start_at_the_mean(self, x_uint8: np.ndarray):
+        """A Gaussian decoder starts with its output bias at the training images' mean, f(z) ≈ x̄: otherwise a bias
+        that must travel ~0.5 at Adam's ~learning_rate per step takes more steps than a short run has. (A conv
+        decoder's bias is per channel, not per pixel: it keeps its initialiser.)"""
+        bias = self.model.decoder.get_layer("dec_out").bias
+        if tuple(bias.shape) == (self.dataset.num_pixels,):
+            mean = np.zeros(bias.shape, np.float64)
+            for i in range(0, len(x_uint8), 10_000):
+                mean += x_uint8[i:i + 10_000].sum(0, dtype=np.float64)
+            bias.assign((mean / (255.0 * len(x_uint8))).astype(np.float32))
+
+    def set_optimal_sigma(self, max_images: int = SIGMA_IMAGES, seed: int = TEST_BINARIZATION_SEED) -> float:
+        """A learned σ, set in closed form: σ² = E_x E_q(z|x) ‖x − f(z)‖² / D over the first max_images training
+        images (one draw z ~ q per image, fixed seeds), the σ that maximises their ELBO for the current encoder
+        and decoder (the σ-VAE's optimum over the data rather than one batch). Returns σ."""
+        total, count = 0.0, 0
+        for i in range(0, min(self.num_train, max_images), EVAL_BATCH):
+            x = tf.cast(self.x_train[i:min(i + EVAL_BATCH, max_images)], tf.float32) / 255.0
+            total += float(self._sq_error_fn(x, tf.constant([seed, i], tf.int32)))
+            count += int(x.shape[0]) * self.dataset.num_pixels
+        sigma = max(math.sqrt(total / count), SIGMA_FLOOR)
+        self.model.raw_sigma.assign(math.log(math.expm1(max(sigma - SIGMA_FLOOR, 1e-12))))  # σ = softplus(raw) + floor
+        return sigma
+
+    def _sq_error(self, x, seed):
+        eps = tf.random.stateless_normal(tf.stack([1, tf.shape(x)[0], self.config.latent_dim]), seed)
+        mean = self.model.likelihood(self.model.posterior(x).bijector.forward(eps)).mean()
+        return tf.reduce_sum(tf.square(x - mean))
 
     def _check_finite(self, metrics: np.ndarray, epoch: int):
         """Raise TrainingDiverged if a step of this call (steps_done not yet advanced) lost its finite loss."""
@@ -228,7 +267,8 @@ class Trainer:
             step = first + j
             on_step(StepReport(step, self.total_steps, step / self.steps_per_epoch, step * B,
                                now - clock.t0, (self.steps_done - clock.start_step) * B / (now - clock.t0),
-                               (self.total_steps - step) / clock.rate, loss, recon - kl, recon, kl))
+                               (self.total_steps - step) / clock.rate, loss, recon - kl, recon, kl,
+                               -loss if self.config.objective == "iwae" else recon - kl))
 
     def _record_step(self, step, elbo, recon, kl):
         """Keep the per-step curve light: at most MAX_CURVE_POINTS, evenly spaced in steps."""
@@ -244,6 +284,8 @@ class Trainer:
     def save(self, status: str | None = None):
         if self.run_dir is None or not self.is_chief:  # in a cluster, one worker writes the run
             return
+        if status == "stopped" and self.config.learned_sigma and self.steps_done > 0:
+            self.set_optimal_sigma()  # σ is otherwise set at epoch ends; training itself never reads it
         # The compiled step can hide NaN weights (a fused MatMul+ReLU maps NaN to 0, so the loss stays
         # finite); never let them overwrite the last good checkpoint.
         bad = [name for name, w in self.model.named_weights().items() if not np.all(np.isfinite(w))]

@@ -92,11 +92,13 @@ def gap_histogram(gap, exact_gap=None, grid_gap=None, name: str = "log p̂_K −
 
 
 def iwae_curve(ks, mean, mc_stderr, elbo_mean: float, log_px_mean: float | None = None,
-               exact_mean: float | None = None, subset=None, height: int = 420) -> go.Figure:
+               exact_mean: float | None = None, subset=None, ppca_mean: float | None = None,
+               height: int = 420) -> go.Figure:
     """The IWAE bound L_k (mean over images) against k on a log axis, with MC error bars.
 
     L_1 is the ELBO; L_k rises with k toward log p(x). subset: optional dict with keys ks, mean,
-    mc_stderr, grid_mean, n for the same curve on the first n images and their grid log p(x)."""
+    mc_stderr, grid_mean, n for the same curve on the first n images and their grid log p(x);
+    ppca_mean: probabilistic PCA's log p(x) of the same images, the linear-Gaussian optimum."""
     fig = go.Figure()
     ks = list(ks)
     fig.add_trace(go.Scatter(x=ks, y=list(mean), mode="lines+markers", name="IWAE bound L_k",
@@ -114,12 +116,15 @@ def iwae_curve(ks, mean, mc_stderr, elbo_mean: float, log_px_mean: float | None 
         hline(log_px_mean, f"log p̂(x), K = {ks[-1]}", LOGPX_COLOR, "dash")
     if exact_mean is not None:
         hline(exact_mean, "exact log p(x)", EXACT_COLOR, "solid")
+    if ppca_mean is not None:  # the optimum a linear-Gaussian model can reach (probabilistic PCA)
+        hline(ppca_mean, "PPCA maximum likelihood", EXACT_COLOR, "dash")
     if subset is not None:
         fig.add_trace(go.Scatter(x=list(subset["ks"]), y=list(subset["mean"]), mode="lines+markers",
                                  name=f"L_k, first {subset['n']} images",
                                  error_y=dict(type="data", array=list(subset["mc_stderr"]), visible=True),
                                  line=dict(color=GRID_COLOR, width=1.5), marker=dict(size=6)))
-        hline(subset["grid_mean"], f"grid log p(x), first {subset['n']} images", GRID_COLOR, "solid")
+        hline(subset["grid_mean"], f"{subset.get('name', 'grid log p(x)')}, first {subset['n']} images", GRID_COLOR,
+              "solid")
     fig.update_xaxes(type="log", title_text="k (importance samples per image)", tickvals=ks)
     fig.update_yaxes(title_text="nats / image (mean over images)")
     return base_layout(fig, height)

@@ -25,12 +25,12 @@ def smooth(values, window: int) -> np.ndarray:
 
 
 def curve_panels(traces, zoom, height: int, pad: float, shared_xaxes: bool = False,
-                 top_margin: int | None = None) -> go.Figure:
+                 top_margin: int | None = None, first_title: str = PANEL_TITLES[0]) -> go.Figure:
     """The three panels side by side. traces: (panel 0–2, trace) pairs, in drawing order. zoom: for each
     panel, the arrays of values its y axis must show, widened by `pad` × their range (callers leave out
     the first 5 % of training, which lies far below the rest); a panel with none keeps plotly's range."""
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07, shared_xaxes=shared_xaxes,
-                        subplot_titles=PANEL_TITLES)
+                        subplot_titles=(first_title, *PANEL_TITLES[1:]))
     for j, trace in traces:
         fig.add_trace(trace, row=1, col=j + 1)
     for j, arrays in enumerate(zoom):
@@ -54,10 +54,11 @@ def _test_points(epochs, key: str) -> list[dict]:
     return [e for e in epochs if e.get(key) is not None]
 
 
-def training_curves(steps, steps_per_epoch: int, epochs=(), height: int = 340) -> go.Figure:
+def training_curves(steps, steps_per_epoch: int, epochs=(), height: int = 340, objective: str = "ELBO") -> go.Figure:
     """One run: per-step training values (faint) with their moving average (bold), and the test set
-    after each epoch (markers). steps: rows [step, elbo, recon, kl]; epochs: per-epoch dicts with
-    test_elbo / test_recon / test_kl."""
+    after each epoch (markers). steps: rows [step, objective, recon, kl], the objective the ELBO or the
+    IWAE bound L_k an IWAE run maximises (named by `objective`: the first panel says which, and that its
+    per-epoch test points are the ELBO); epochs: per-epoch dicts with test_elbo / test_recon / test_kl."""
     steps = np.asarray(steps, np.float64).reshape(-1, 4)
     x = steps[:, 0] / max(int(steps_per_epoch), 1)
     window = int(np.clip(len(steps) // 25, 1, 50))
@@ -80,7 +81,8 @@ def training_curves(steps, steps_per_epoch: int, epochs=(), height: int = 340) -
                                          hovertemplate="epoch %{x}: %{y:.2f}<extra>test</extra>")))
         tail = y[len(y) // 20:] if len(y) > 20 else y
         zoom.append([tail, [e[key] for e in ep]] if len(y) else [])
-    return curve_panels(traces, zoom, height, pad=0.08, top_margin=60)
+    first = "ELBO" if objective == "ELBO" else f"{objective} (train) · ELBO (test)"
+    return curve_panels(traces, zoom, height, pad=0.08, top_margin=60, first_title=first)
 
 
 def compare_curves(histories: dict, steps_per_epoch: dict, height: int = 380) -> go.Figure:

@@ -61,6 +61,25 @@ def test_evaluate_json(trained, capsys):
     assert 1 <= result["ess_mean"] <= 16 and result["elbo_stderr"] > 0
 
 
+def test_evaluate_json_per_image(trained, capsys):
+    """--per-image adds one entry per image under stable names; the summary counts the unreliable images."""
+    out = trained[1]
+    assert main(["evaluate", "--checkpoint", str(out), "--k", "100", "--num-images", "6", "--json", "--per-image"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = result["per_image"]
+    assert len(rows) == 6 and [r["index"] for r in rows] == list(range(6))
+    for r in rows:
+        assert {"log_px", "log_px_stderr", "elbo", "gap", "ess", "pareto_k", "unreliable"} <= set(r)
+        assert r["gap"] == pytest.approx(r["log_px"] - r["elbo"], abs=1e-9)
+        assert r["log_px"] >= r["elbo_same_draws"] - 1e-9 and r["log_px_stderr"] > 0 and 1 <= r["ess"] <= 100
+        assert r["unreliable"] == (r["pareto_k"] is not None and r["pareto_k"] > 0.7)
+    assert result["unreliable_images"] == sum(r["unreliable"] for r in rows)
+    assert result["log_px"] == pytest.approx(np.mean([r["log_px"] for r in rows]), abs=1e-9)
+    assert main(["evaluate", "--checkpoint", str(out), "--k", "16", "--num-images", "3", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert "per_image" not in plain and "unreliable_images" in plain
+
+
 def test_evaluate_run_is_what_evaluate_json_prints(trained, capsys):
     """The CLI is thin: --json prints evaluate_run's dict, field for field (the field names are public)."""
     out = trained[1]

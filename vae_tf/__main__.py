@@ -114,8 +114,10 @@ def cmd_evaluate(args) -> int:
         f"evaluating {n:,} {args.split} images on {devices} device(s)", file=sys.stderr))
     out = evaluate_run(Path(args.checkpoint), num_images=args.num_images, k=args.k, seed=args.seed,
                        strategy=make_strategy(args.strategy), data=args.data, split=args.split,
-                       on_progress=progress, on_start=start)
+                       on_progress=progress, on_start=start, per_image=args.per_image)
     if args.json:
+        if "per_image" in out:
+            out["per_image"] = [_finite(row) for row in out["per_image"]]
         print(json.dumps(_finite(out)))
         return 0
     print(f"{'':>14}  nats/image (± standard error over images)")
@@ -186,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mirrored: split the images of every batch over the local devices (same estimate, "
                         "computed in parallel); multiworker is refused: the estimate runs on one machine")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--per-image", action="store_true",
+                   help="add per_image, one entry per image (log_px, log_px_stderr, elbo, gap, ess, pareto_k, …); "
+                        "printed with --json")
     e.set_defaults(fn=cmd_evaluate)
 
     r = sub.add_parser("runs", help="list the runs in a checkpoints directory")

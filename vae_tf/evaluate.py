@@ -48,11 +48,11 @@ def evaluate(model, x, k: int = 1000, seed: int = 0, grid_images: int = 50, **kw
 def evaluate_run(run_dir: Path | str | runs.RunRef, num_images: int = 1000, k: int = 1000, seed: int = 0,
                  strategy: tf.distribute.Strategy | None = None, data: str | None = None, split: str = "test",
                  on_progress: Callable[[int, int, float], None] | None = None,
-                 on_start: Callable[[int, int], None] | None = None) -> dict:
+                 on_start: Callable[[int, int], None] | None = None, per_image: bool = False) -> dict:
     """evaluate() on the first num_images images of a run's data set (its own unless `data` names
     another), as one dict: checkpoint, split, devices, then evaluate()'s fields. Floats may be NaN
     (a standard error of one image); the CLI prints those as null. on_start(images, devices) is called
-    once the images are known, before the estimate.
+    once the images are known, before the estimate. per_image adds "per_image", one dict per image (per_image_rows).
 
     With a MirroredStrategy the model is built in its scope, so it has its weights on every device,
     and the images of every batch are split over them. Each image's draws are keyed by its index, so
@@ -71,8 +71,27 @@ def evaluate_run(run_dir: Path | str | runs.RunRef, num_images: int = 1000, k: i
     devices = strategy.num_replicas_in_sync
     if on_start:
         on_start(len(x), devices)
-    _, out = evaluate(run.model, x, k=k, seed=seed, on_progress=on_progress, strategy=strategy)
+    est, out = evaluate(run.model, x, k=k, seed=seed, on_progress=on_progress, strategy=strategy)
     if len(x) > 1:  # active units, KL per dimension, I(x; z) and KL(q(z) ‖ p(z)) of the same images
         out.update(diagnose(run.model, x, seed=seed).fields())
     checkpoint = run_dir.path if isinstance(run_dir, runs.RunRef) else Path(run_dir)
-    return {"checkpoint": str(checkpoint), "split": split, "devices": devices, **out}
+    result = {"checkpoint": str(checkpoint), "split": split, "devices": devices, **out}
+    if per_image:
+        result["per_image"] = per_image_rows(run.model, x, est)
+    return result
+
+
+def per_image_rows(model, x, est: Estimate) -> list[dict]:
+    """One dict per image, the CLI's stable names: index, log_px (log p̂_K), log_px_stderr (its Monte-Carlo
+    standard error), elbo (analytic KL), gap (log_px − elbo: L_K − ELBO), elbo_same_draws and gap_same_draws (from
+    the same K draws, gap ≥ 0), ess, pareto_k (NaN: not estimated), unreliable (k̂ > 0.7), and exact_log_px with
+    exact_kl_q_posterior where the model has a closed form."""
+    n = est.num_images
+    cols = {"log_px": est.log_px, "log_px_stderr": est.log_px_mc_stderr, "elbo": est.elbo, "gap": est.gap,
+            "elbo_same_draws": est.elbo_same_draws, "gap_same_draws": est.gap_same_draws, "ess": est.ess,
+            "pareto_k": est.pareto_k}
+    if has_closed_form(model):
+        cols.update(exact_log_px=exact_log_px(model, x[:n]), exact_kl_q_posterior=exact_kl_q_posterior(model, x[:n]))
+    flags = est.unreliable
+    return [{"index": i, **{name: float(v[i]) for name, v in cols.items()}, "unreliable": bool(flags[i])}
+            for i in range(n)]

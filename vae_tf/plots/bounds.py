@@ -29,18 +29,22 @@ def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, pareto_k=None, k: int | N
     why = [reason(float(v), k or 0) for v in pareto_k] if pareto_k is not None else [""] * len(elbo)
     pm = np.asarray([f" ± {v:.2f}" if np.isfinite(v) else "" for v in stderr] if stderr is not None
                     else [""] * len(elbo), object)
-    # one trace for every image (flagged ones as dark crosses), so that its points are all the images
+    # one trace for every image (flagged ones as dark crosses), so that its points are all the images; its legend
+    # entries are drawn apart, one per marker (plotly's would show the first image's marker only)
     fig.add_trace(go.Scattergl(x=log_px, y=elbo, mode="markers", name=f"importance sampling  (log p̂(x), {elbo_name})",
-                               marker=dict(size=np.where(flagged, 9, 6), opacity=0.75,
+                               showlegend=False,
+                               marker=dict(size=np.where(flagged, 8, 6), opacity=0.75,
                                            color=np.where(flagged, UNRELIABLE_COLOR, LOGPX_COLOR),
                                            symbol=np.where(flagged, "x", "circle")),
                                customdata=np.stack([np.arange(len(elbo)), np.asarray(why, object), pm], -1),
                                hovertemplate="image %{customdata[0]}<br>log p̂(x) = %{x:.2f}%{customdata[2]}<br>"
                                              + elbo_name + " = %{y:.2f}<br>%{customdata[1]}<extra></extra>"))
-    if flagged.any():  # the crosses' legend entry
-        fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", hoverinfo="skip",
-                                   name=f"× unreliable: Pareto k̂ > 0.7 ({int(flagged.sum())} images)",
-                                   marker=dict(size=9, color=UNRELIABLE_COLOR, symbol="x")))
+    for shown, symbol, color, label in ((~flagged, "circle", LOGPX_COLOR, f"log p̂(x) vs {elbo_name}"),
+                                        (flagged, "x", UNRELIABLE_COLOR, "unreliable: Pareto k̂ > 0.7")):
+        if shown.any():
+            fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", hoverinfo="skip",
+                                       name=f"{label} ({int(shown.sum())} images)",
+                                       marker=dict(size=8, color=color, symbol=symbol)))
     if exact is not None:
         exact = np.asarray(exact, np.float64)
         xs.append(exact)

@@ -476,6 +476,34 @@ def test_a_link_never_starts_a_large_estimate_without_a_click(lab):
     assert len(cache.job_registry()._jobs) == before
 
 
+def test_a_killed_training_keeps_its_last_epoch_marked_interrupted(lab):
+    """SIGKILL of the training's process (as the kernel's OOM killer would): the last whole epoch is kept, marked
+    interrupted, nothing half-written is left, and the run loads."""
+    import os
+    import signal
+    import time
+
+    from ui import cache
+    from vae_tf import runs
+
+    root, _ = lab
+    at = set_tiny(open_app(), "tiny-killed")
+    at.number_input(key="hp.epochs").set_value(50).run()
+    at.button(key="train.go").click().run()
+    job = [j for j in cache.trainings().values() if j.name == "tiny-killed"][0]
+    deadline = time.monotonic() + 120
+    while job.saved_epochs < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.saved_epochs >= 1 and job.pid
+    os.kill(job.pid, signal.SIGKILL)
+    finish_training(at)
+    assert "was interrupted" in texts(at.error)
+    meta = runs.read_meta(root / "tiny-killed")
+    assert meta["status"] == "interrupted" and meta["epochs_done"] >= 1
+    assert not list((root / "tiny-killed").glob(".*.tmp"))
+    assert runs.load_run(root / "tiny-killed").meta["steps_done"] == meta["steps_done"]
+
+
 # -- uploads ---------------------------------------------------------------------------------------------------
 def test_an_invalid_upload_gives_an_error_and_a_valid_one_becomes_the_next_data_set(lab):
     _, uploads = lab

@@ -97,6 +97,10 @@ def table(root: Path, shown: list[str] | None = None) -> pd.DataFrame:
     # sigma mixes numbers and "learned"; dataset may be a long path: show both as short text
     df["sigma"] = [("" if lk != "gaussian" else str(s)) for s, lk in zip(df["sigma"], df["likelihood"])]
     df["dataset"] = [Path(d).name if isinstance(d, str) and d.endswith(".npz") else d for d in df["dataset"]]
+    # a run still marked "training" that no worker of this server trains was cut off (the server was killed)
+    now = {j.name for j in cache.trainings().values() if j.running}
+    df["status"] = [("interrupted" if s == "training" and n not in now else s)
+                    for n, s in zip(df["name"], df["status"])]
     if not df["error"].fillna("").astype(bool).any():
         df = df.drop(columns="error")
     if df["log_px"].isna().all():  # no run evaluated yet (python -m vae_tf evaluate): not a column of "None"

@@ -56,6 +56,7 @@ class TrainingJob:
         self.finished = threading.Event()
         self.last_seen = time.monotonic()
         self.saved_epochs = 0  # epochs on disk: a page following the training reloads when it grows
+        self.pid: int | None = None  # the worker process
         self._t0 = time.perf_counter()
         self._first: tuple[float, int] | None = None
 
@@ -122,6 +123,7 @@ class TrainingJob:
         try:
             proc = subprocess.Popen([sys.executable, "-m", "vae_tf.worker"], cwd=server.REPO, text=True,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            self.pid = proc.pid
             proc.stdin.write(json.dumps({"config": self.config.to_dict(), "run_dir": str(self.path),
                                          "resume": self.resume}) + "\n")
             proc.stdin.flush()
@@ -130,8 +132,11 @@ class TrainingJob:
             self._events(proc)
             proc.wait()
             watcher.join()
-            if not self.outcome:
-                self.outcome, self.message = "failed", f"the training process ended unexpectedly ({proc.returncode})"
+            if not self.outcome:  # killed (out of memory, or by hand): its last saved epoch is kept, marked so
+                self.outcome = "interrupted"
+                self.message = f"the training process ended unexpectedly (exit code {proc.returncode})"
+                if runs.is_run(self.path):
+                    runs.mark_interrupted(self.path, self.message)
             if self.outcome == "diverged" and runs.is_run(self.path):
                 runs.mark_diverged(self.path, self.message)
             if self.outcome in ("complete", "stopped"):
@@ -238,6 +243,11 @@ def finalize():
         saved = "" if "nothing was saved" in job.message else " No epoch had finished: nothing was saved."
         return flash("error", f"{md(job.message)}.{saved}") if job.outcome == "diverged" else flash(
             "warning", f"Training of **{job.name}** stopped before its first step finished; nothing was saved.")
+    if job.outcome == "interrupted":
+        meta = runs.read_meta(job.path)
+        return flash("error", f"Training of **{job.name}** was interrupted: {md(job.message)}. Its last saved epoch "
+                              f"({meta.get('epochs_done', 0):g} of {job.config.epochs}) is kept, marked interrupted; "
+                              "continue it from the Train page.")
     if job.outcome == "diverged":
         meta = runs.read_meta(job.path)
         return flash("error", f"{md(job.message)}. Run **{job.name}** keeps its last good epoch "

@@ -178,10 +178,21 @@ def save_run(path: Path, model, config: Config, history: dict, meta: dict, optim
 
 def mark_diverged(path: Path | str | RunRef, message: str) -> dict:
     """A diverged training leaves the last good epoch's files, with status "training": say it will not go on."""
+    return _mark(path, status="diverged", diverged=message)
+
+
+def mark_interrupted(path: Path | str | RunRef, message: str) -> dict:
+    """A training killed mid-way (its process gone) leaves its last saved epoch: say so, and why."""
+    return _mark(path, status="interrupted", interrupted=message)
+
+
+def _mark(path: Path | str | RunRef, **fields) -> dict:
     path = _path(path)
     meta = read_meta(path)
-    meta.update(status="diverged", diverged=message)
+    meta.update(fields)
     atomic_write_bytes(path / META_FILE, json.dumps(meta, indent=2).encode())
+    for tmp in path.glob(f".*{TMP_SUFFIX}"):  # a write the kill cut short: never used, so removed
+        tmp.unlink(missing_ok=True)
     return meta
 
 

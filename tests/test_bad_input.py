@@ -530,3 +530,19 @@ def test_an_upload_named_with_markdown_is_named_as_text(lab):
     said = texts(at.success)
     assert "16 training and 8 test images" in said
     assert_literal(said)
+
+
+def test_a_run_whose_config_names_a_file_outside_the_uploads_is_not_loaded(lab, tmp_path):
+    """config.json may be edited by hand: the server still reads no .npz but its own uploads."""
+    root, _ = lab
+    outside = tmp_path / "secret.npz"
+    outside.write_bytes(npz_bytes(x_train=GOOD, x_test=GOOD))
+    shutil.copytree(root / "tiny-1d", root / "points-outside")
+    config = json.loads((root / "points-outside" / "config.json").read_text())
+    config["dataset"] = str(outside)
+    (root / "points-outside" / "config.json").write_text(json.dumps(config))
+    at = open_app(run="points-outside", page="pages/reconstructions.py")
+    no_exception(at)
+    assert "is not among this server's uploads" in texts(at.error)
+    assert str(tmp_path) not in texts(at.error)
+    assert not at.get("plotly_chart")

@@ -72,6 +72,7 @@ def active_run() -> ActiveRun:
         st.error(f"The run **{s.run_name}** cannot be loaded: {md(e)}")
         st.stop()
     try:
+        _own_data(s.run_name, run.config.dataset)
         ds = cache.dataset(run.config.dataset)
         x, y = cache.test_set(run.config.dataset, run.config.likelihood)
     except DataError as e:
@@ -84,6 +85,15 @@ def active_run() -> ActiveRun:
                  f"{run.config.dataset} has {ds.num_pixels}-pixel images.")
         st.stop()
     return ActiveRun(run, ds, x, y, ref)
+
+
+def _own_data(name: str, dataset: str):
+    """An uploaded data set's test images are its uploader's: another visitor's run on one is not drawn."""
+    from vae_tf.config import DATASETS
+
+    owner = catalog.owner(name)
+    if dataset not in DATASETS and owner is not None and owner != session.visitor():
+        raise DataError("it was trained on another visitor's upload, whose images are theirs")
 
 
 def make_active(name: str):

@@ -9,11 +9,13 @@ functions that need it, so a page that needs none draws before TensorFlow has lo
 from __future__ import annotations
 
 import atexit
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from vae_tf import data, runs
+from vae_tf.config import DATASETS
 from vae_tf.runs import RunRef
 
 from . import jobs, server
@@ -22,9 +24,18 @@ IS_K = 5000  # importance samples per image for the per-image answers of the Pos
 
 
 # -- data sets and runs ------------------------------------------------------------------------------
-@st.cache_resource(max_entries=4, show_spinner="Loading the data set…")
 def dataset(name: str) -> data.Dataset:
-    """fashion_mnist, mnist (may raise DataError offline) or an .npz path. Errors are not cached."""
+    """fashion_mnist, mnist (may raise DataError offline) or an .npz uploaded to this server. A file anywhere
+    else (a config.json or link that names one) is refused: the server reads no file a visitor names."""
+    if name not in DATASETS:
+        path = Path(name).resolve()
+        if path.parent != server.uploads_root() or path.suffix != ".npz":
+            raise data.DataError(f"the data set {Path(name).name!r} is not among this server's uploads")
+    return _dataset(name)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the data set…")
+def _dataset(name: str) -> data.Dataset:
     return data.load_dataset(name)
 
 

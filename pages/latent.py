@@ -29,8 +29,10 @@ def information(diag):
                 f"A_u = Var_x E_q[z_u] > {diag.threshold:g}")
     m[1].metric("average KL(q(z|x) ‖ p(z))", f"{diag.kl:.2f} nats",
                 help="Exact: Σ_j ½(μ_j² + s_j² − log s_j² − 1), averaged over the images.")
-    m[2].metric("I(x; z)", f"{diag.mutual_information:.2f} ± {diag.mutual_information_stderr:.2f}")
-    m[3].metric("KL(q(z) ‖ p(z))", f"{diag.marginal_kl:.2f} ± {diag.marginal_kl_stderr:.2f}")
+    m[2].metric("I(x; z), nats", f"{diag.mutual_information:.2f} ± {diag.mutual_information_stderr:.2f}",
+                help="Mutual information between the image and its code under the aggregate posterior (chart below).")
+    m[3].metric("KL(q(z) ‖ p(z)), nats", f"{diag.marginal_kl:.2f} ± {diag.marginal_kl_stderr:.2f}",
+                help="How far the aggregate posterior q(z), the average of every image's q(z|x), is from p(z).")
     widgets.chart(
         plots.kl_per_dim_bars(diag.kl_per_dim, diag.kl_per_dim_stderr, diag.activity, diag.threshold),
         caption="The KL term of the ELBO splits exactly over dimensions: KL_j = ½(μ_j² + s_j² − log s_j² − 1) for "
@@ -82,8 +84,8 @@ def traversals(run, diag, diagnostics):
         toolbar=False, key="latent.traversal",
         caption=f"Each row decodes E[x|z] at the posterior mean of test image #{index} ({run.label(index)}) with one "
                 "dimension set to −3, …, +3 (the prior's ±3σ), the others held. Δ is the mean over pixels of the "
-                "largest change along the row: dimensions with KL ≈ 0 change nothing, as the decoder learned to "
-                "ignore them." + ("" if everything else " Shown: the 8 largest and 4 smallest KL."))
+                "largest change along the row: the dimensions with KL ≈ 0 change next to nothing, as the decoder "
+                "learned to ignore them." + ("" if everything else " Shown: the 8 largest and 4 smallest KL."))
 
 
 def ppca(run, diag, diagnostics):
@@ -93,7 +95,8 @@ def ppca(run, diag, diagnostics):
     d = len(diag.kl_per_dim)
     predicted = diagnostics.ppca_kl_per_dim(lam, sigma, d)
     signal = int((lam > sigma ** 2).sum())
-    widgets.chart(plots.ppca_spectrum(lam, sigma ** 2, diag.kl_per_dim, predicted, shown=max(60, d + 10)))
+    shown = min(len(lam), max(d + 10, signal + 40))  # past the last eigenvalue above σ²
+    widgets.chart(plots.ppca_spectrum(lam, sigma ** 2, diag.kl_per_dim, predicted, shown=shown))
     st.markdown(
         "With a linear decoder and a Gaussian likelihood the VAE's optimum is probabilistic PCA's (Lucas et al. "
         "2019): column j of W is u_j (λ_j − σ²)^½ when the data covariance's eigenvalue λ_j exceeds the noise σ², "
@@ -176,13 +179,17 @@ def sweep_chart(rows):
                           f"{r0['k']} draws from q(z|x); the ELBO and reconstruction term E_q[log p(x|z)] = ELBO + KL "
                           "from the same draws. Error bars: ±1 standard error over the images.")
     lo, hi = min(rows, key=lambda r: r["beta"]), max(rows, key=lambda r: r["beta"])
+    best = max(rows, key=lambda r: r["log_px"])
     st.markdown(f"From β = {lo['beta']:g} to β = {hi['beta']:g} the active units go from {lo['active_units']} to "
                 f"{hi['active_units']} of {r0['latent_dim']}, the average KL from {lo['kl']:.2f} to {hi['kl']:.2f} "
                 f"nats and I(x; z) from {lo['mutual_information']:.2f} to {hi['mutual_information']:.2f}, while the "
-                f"reconstruction term falls from {lo['recon']:.1f} to {hi['recon']:.1f}: a larger β buys a cheaper "
-                "code with worse reconstructions, and log p(x) (what the model is worth) follows the ELBO.")
-    st.dataframe([{k: r[k] for k in ("beta", "run", "active_units", "kl", "mutual_information", "recon", "elbo",
-                                     "log_px", "log_px_se")} for r in rows], hide_index=True)
+                f"reconstruction term goes from {lo['recon']:.1f} to {hi['recon']:.1f}: a larger β buys a cheaper "
+                f"code with worse reconstructions. log p(x), what the model is worth, is highest at β = "
+                f"{best['beta']:g} ({best['log_px']:.1f} ± {best['log_px_se']:.1f}), and the gap log p(x) − ELBO "
+                f"goes from {lo['log_px'] - lo['elbo']:.1f} to {hi['log_px'] - hi['elbo']:.1f} nats.")
+    st.dataframe([{k: round(r[k], 3) if isinstance(r[k], float) else r[k]
+                   for k in ("beta", "run", "active_units", "kl", "mutual_information", "recon", "elbo", "log_px",
+                             "log_px_se")} for r in rows], hide_index=True)
 
 
 def latent_page():

@@ -25,11 +25,11 @@ def test_the_page_shows_active_units_and_the_kl_split(lab):
     at = open_app(run="fashion-2d", page="pages/latent.py", session={"page.latent.images": 2000}, check=True)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["active units"].endswith("of 2")
-    assert "±" in metrics["I(x; z)"] and "±" in metrics["KL(q(z) ‖ p(z))"]
+    assert "±" in metrics["I(x; z), nats"] and "±" in metrics["KL(q(z) ‖ p(z)), nats"]
     shown = texts(at.markdown)
     assert "Posterior collapse" in shown and "log N = 7.60 for 2,000 images" in shown
     captions = texts(at.caption)
-    assert "standard errors)" in captions and "dimensions with KL ≈ 0 change nothing" in captions
+    assert "standard errors)" in captions and "dimensions with KL ≈ 0 change next to nothing" in captions
     titles = [c.get("layout", {}).get("xaxis", {}).get("title", {}).get("text", "") for c in charts(at)]
     assert "latent dimension, by KL" in titles
 

@@ -10,6 +10,7 @@ from .images import mosaic
 from .style import ELBO_COLOR, EXACT_COLOR, LOGPX_COLOR, MARK_COLOR, PRIOR_COLOR, base_layout
 
 ACTIVE_COLOR, COLLAPSED_COLOR = ELBO_COLOR, PRIOR_COLOR
+UNITS_COLOR = "#7048e8"  # the count of active units: not the ELBO's blue, which shares the log p(x) panel
 
 
 def kl_per_dim_bars(kl, stderr, activity, threshold: float, height: int = 340) -> go.Figure:
@@ -26,6 +27,8 @@ def kl_per_dim_bars(kl, stderr, activity, threshold: float, height: int = 340) -
             continue
         fig.add_trace(go.Bar(
             x=[labels[i] for i in pick], y=kl[order[pick]], name=name, marker_color=color,
+            text=[f"{v:.2f}" if v >= 0.095 else f"{v:.3f}" for v in kl[order[pick]]], textposition="outside",
+            textfont=dict(size=10, color=color), cliponaxis=False,
             error_y=dict(type="data", array=stderr[order[pick]], visible=True, color="#333", thickness=1),
             customdata=np.stack([activity[order[pick]], stderr[order[pick]]], 1),
             hovertemplate="%{x}: KL %{y:.3f} ± %{customdata[1]:.3f} nats<br>A = Var_x E_q[z] = "
@@ -108,7 +111,7 @@ def ppca_spectrum(eigenvalues, sigma2: float, kl, ppca_kl, shown: int = 60, heig
 SWEEP_PANELS = ("active units", "average KL(q(z|x) ‖ p(z))", "reconstruction E_q[log p(x|z)]", "log p(x) and ELBO")
 
 
-def beta_sweep_curves(rows: list[dict], latent_dim: int, height: int = 560) -> go.Figure:
+def beta_sweep_curves(rows: list[dict], latent_dim: int, height: int = 640) -> go.Figure:
     """Four panels against β (log axis): active units, the average KL (with I(x; z) beneath it), the
     reconstruction term, and log p(x) with the ELBO; error bars ±1 standard error. rows: one dict per β
     with beta, active_units, kl, kl_se, mutual_information, mutual_information_se, recon, recon_se, elbo,
@@ -117,9 +120,9 @@ def beta_sweep_curves(rows: list[dict], latent_dim: int, height: int = 560) -> g
     b = [r["beta"] for r in rows]
     col = lambda key: [r[key] for r in rows]  # noqa: E731
     err = lambda key: dict(type="data", array=col(key), visible=True)  # noqa: E731
-    fig = make_subplots(rows=2, cols=2, subplot_titles=SWEEP_PANELS, vertical_spacing=0.16, horizontal_spacing=0.1)
+    fig = make_subplots(rows=2, cols=2, subplot_titles=SWEEP_PANELS, vertical_spacing=0.22, horizontal_spacing=0.1)
     fig.add_trace(go.Scatter(x=b, y=col("active_units"), mode="lines+markers", name="active units",
-                             line=dict(color=ACTIVE_COLOR)), row=1, col=1)
+                             line=dict(color=UNITS_COLOR)), row=1, col=1)
     fig.add_trace(go.Scatter(x=b, y=col("kl"), error_y=err("kl_se"), mode="lines+markers", name="average KL",
                              line=dict(color=EXACT_COLOR)), row=1, col=2)
     fig.add_trace(go.Scatter(x=b, y=col("mutual_information"), error_y=err("mutual_information_se"),
@@ -137,5 +140,5 @@ def beta_sweep_curves(rows: list[dict], latent_dim: int, height: int = 560) -> g
         fig.update_yaxes(title_text="nats / image", row=r, col=c)
     fig.update_annotations(font_size=13)
     base_layout(fig, height)
-    fig.update_layout(legend=dict(y=-0.14), margin=dict(t=40))
+    fig.update_layout(legend=dict(y=-0.14), margin=dict(t=70))  # panel titles below plotly's toolbar
     return fig

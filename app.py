@@ -6,7 +6,7 @@ URL, its body a function run through ui.links.run_page) and one st.Page line in 
 """
 import streamlit as st
 
-from ui import estimates, links, server, session, sidebar, training
+from ui import estimates, links, progress, server, session, sidebar, training
 
 st.set_page_config(page_title="VAE Lab", page_icon=":material/science:", layout="wide")
 
@@ -28,10 +28,10 @@ PAGES = [
 page = st.navigation(PAGES)
 links.remember()  # the URL this session opened with: its settings seed the widgets bound to it
 training.finalize()  # this visitor's training, if it has ended: say how it went, make it active if it learned
-training.follow()  # while it trains, the pages may show its latest saved epoch
-progress = st.sidebar.container()  # its progress and Stop, on every page, above the run picker
+progress.follow()  # while it trains, the pages may show its latest saved epoch
+slot = st.sidebar.container()  # its progress and Stop, on every page, above the run picker
 sidebar.render(page.url_path)
-training.sidebar_progress(progress)
+progress.sidebar(slot)
 session.show_flash()
 link_notice = st.container()  # which of a link's settings could not be used
 links.report(link_notice)  # the run and hyperparameters (drawn by now), and names that are no setting at all

@@ -4,7 +4,7 @@ import functools
 import streamlit as st
 
 from ui.escape import md
-from ui import active, cache, catalog, links, session, sidebar, training, uploads, widgets
+from ui import active, cache, catalog, links, progress, session, sidebar, training, uploads, widgets
 
 INTRO = ("Adam maximises the ELBO = E_q(z|x)[log p(x|z)] − KL(q(z|x) ‖ p(z)), a lower bound on log p(x), with the "
          "hyperparameters in the sidebar; with the iwae objective it maximises instead the tighter bound "
@@ -121,13 +121,13 @@ def train_page():
     with right:
         own_data(busy)
     if busy:
-        training.live_curves(job.steps_per_epoch)
+        progress.live_curves(job.steps_per_epoch)
     elif s.run_name and s.run_summary:
         continue_training(s)
     if s.run_name and s.run_summary:
         st.subheader(f"Training curves of the active run, {s.run_name}")
         history = cache.run_history(s.ref)
-        widgets.chart(training.history_curves(history, s.run_summary["meta"].get("steps_per_epoch", 1)), CURVES)
+        widgets.chart(progress.history_curves(history, s.run_summary["meta"].get("steps_per_epoch", 1)), CURVES)
     all_runs(s)
 
 

@@ -19,20 +19,18 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
-from vae_tf import plots, runs
+from vae_tf import runs
 from vae_tf.config import Config
 from vae_tf.data import DataError
 
-from . import cache, server, session, sidebar, widgets
+from . import cache, server, session, sidebar
 from .escape import md
 from .session import flash
 
 ABANDON_SECONDS = float(os.environ.get("VAE_LAB_ABANDON_SECONDS", "60"))
 POLL_SECONDS = 1.0
-FOLLOW_SECONDS = 10.0
 STOP_GRACE_SECONDS = 30.0  # a worker asked to stop that has not ended by then is killed (its last epoch is kept)
 
 
@@ -283,78 +281,3 @@ def did_not_learn(job: TrainingJob, elbo: float) -> str:
 
 def plural(n: float, word: str) -> str:
     return f"{n:g} {word}" + ("" if n == 1 else "s")
-
-
-# -- progress, on every page ----------------------------------------------------------------------------------
-def progress_text(job: TrainingJob) -> str:
-    if job.stage != "training" or not job.last:
-        return f"{job.name}: {job.stage}…"
-    r = job.last
-    rate = f" · {job.images_per_sec:,.0f} images/s" if job.images_per_sec else ""
-    test = (f" · epoch {len(job.epochs)} of {job.config.epochs} done: test ELBO {job.epochs[-1]['test_elbo']:.1f}"
-            if job.epochs else "")
-    return (f"{job.name}: epoch {r['epoch']:.2f} of {job.config.epochs}{rate} · "
-            f"ETA {widgets.fmt_seconds(r['eta_seconds'])}{test}")
-
-
-def sidebar_progress(slot):
-    """The visitor's training in the sidebar, redrawn every second; the page reruns when it ends, and, while
-    the visitor follows it, when a new epoch has been saved (at most every FOLLOW_SECONDS, so that a page
-    has time to draw between two epochs)."""
-    job = current()
-    if job is None or not job.running:
-        return
-    seen, since = job.saved_epochs, time.monotonic()
-
-    @st.fragment(run_every=POLL_SECONDS)
-    def progress():
-        job.beat()
-        fresh = following(job) and job.saved_epochs != seen and time.monotonic() - since >= FOLLOW_SECONDS
-        if not job.running or fresh:
-            st.rerun()
-        fraction = job.last.get("step", 0) / max(job.total_steps, 1)
-        st.progress(min(1.0, fraction), text=progress_text(job))
-        st.button("Stop", key="train.stop", icon=":material/stop_circle:", on_click=job.stop.set,
-                  help="Stop after the steps being computed now; every finished epoch and step is saved.")
-    with slot:
-        st.caption("Training in the background: switch pages freely.")
-        st.toggle("Follow the training", key=session.FOLLOW, value=True,
-                  help="Show the model as last saved (each epoch) on every page while it trains.")
-        progress()
-
-
-def following(job: TrainingJob) -> bool:
-    return bool(st.session_state.get(session.FOLLOW, True)) and runs.is_run(job.path)
-
-
-def follow():
-    """Called by app.py before the sidebar: while following, the training run is the active run."""
-    job = current()
-    if job is not None and job.running and following(job):
-        st.session_state[session.ACTIVE_RUN] = job.name
-
-
-def live_curves(steps_per_epoch: int):
-    """The Train page's live curves of this visitor's training."""
-    job = current()
-    if job is None or not job.running:
-        return
-
-    @st.fragment(run_every=POLL_SECONDS)
-    def curves():
-        job.beat()
-        if job.compile_seconds is not None:
-            st.caption(f"Starting took {job.compile_seconds:.1f} s: TensorFlow and the data loaded in the training's "
-                       "own process, and its step compiled (images/s leave it out).")
-        if job.steps:
-            st.plotly_chart(plots.training_curves(np.asarray(job.steps), job.steps_per_epoch, job.epochs,
-                                                  objective=job.config.objective_name), width="stretch",
-                            key="train.live")
-    st.subheader(f"Training {job.name}")
-    curves()
-
-
-def history_curves(history: dict, steps_per_epoch: int):
-    steps = np.asarray(history.get("steps") or [], np.float64).reshape(-1, 4)
-    return plots.training_curves(steps, steps_per_epoch, history.get("epochs") or [],
-                                 objective=history.get("objective", "ELBO"))  # a run from before: its ELBO

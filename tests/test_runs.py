@@ -181,7 +181,7 @@ def test_run_dir_through_a_symlinked_root(tmp_path):
 
 def test_default_root_is_the_repo_checkpoints_dir():
     assert runs.DEFAULT_ROOT.name == "checkpoints"
-    assert (runs.DEFAULT_ROOT.parent / "vae_tf" / "runs.py").exists()
+    assert (runs.DEFAULT_ROOT.parent / "vae_tf" / "runs" / "__init__.py").exists()
 
 
 # -- listing ---------------------------------------------------------------------------------

@@ -1,16 +1,4 @@
-"""Runs on disk: one directory per run under `checkpoints/`.
-
-    checkpoints/NAME/config.json     the Config (with its version)
-    checkpoints/NAME/weights.npz     the model's weights, by name
-    checkpoints/NAME/optimizer.npz   Adam's state, to resume (optional)
-    checkpoints/NAME/history.json    per-epoch metrics and the per-step curve
-    checkpoints/NAME/meta.json       versions, data set, times, epochs done
-
-Each file is written aside and renamed into place, weights first and meta
-last, so a crash leaves the previous epoch's files whole: a directory holding a
-meta.json is a whole run. This module is the format's one owner: no other file
-spells these names.
-"""
+"""A run's files: their names, reading them (checked) and writing them atomically, and loading a run."""
 from __future__ import annotations
 
 import io
@@ -26,14 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from . import run_fields
-from .config import Config, ConfigError
+from ..config import Config, ConfigError
+from . import fields as run_fields
 
 FORMAT = "vae-lab-run"
 FORMAT_VERSION = 1
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_ROOT = Path(__file__).resolve().parent.parent.parent / "checkpoints"
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 CONFIG_FILE, META_FILE, HISTORY_FILE = "config.json", "meta.json", "history.json"
 WEIGHTS_FILE, OPTIMIZER_FILE = "weights.npz", "optimizer.npz"
@@ -281,45 +268,9 @@ def read_summary(run: Path | str | RunRef) -> dict:
     return {"config": config.to_dict(), "meta": meta, "final": epochs[-1] if epochs else {}}
 
 
-def run_problem(run: Path | str | RunRef) -> str | None:
-    """Why the run cannot be loaded, read from its files without TensorFlow (cheap enough for every run in
-    a list), or None if it looks whole. Name, JSON files and the weights file's directory and checksums
-    are checked; weights that pass all that but do not fit the model are caught by load_run."""
-    name, root = (run.name, run.root) if isinstance(run, RunRef) else (Path(run).name, Path(run).parent)
-    try:
-        path = run_dir(name, root)
-    except CheckpointError:
-        return BAD_NAME
-    try:
-        read_meta(path)
-        read_config(path)
-        read_history(path)
-    except CheckpointError as e:
-        return str(e).replace(f"{path.name}/", "", 1)  # the folder is the run: its files by name
-    return _weights_problem(path / WEIGHTS_FILE)
-
-
-def _weights_problem(file: Path) -> str | None:
-    if not file.is_file():
-        return f"{file.name} is missing"
-    try:
-        with zipfile.ZipFile(file) as z:
-            damaged = z.testzip()  # reads every member: a CRC that does not match names it
-            members = set(z.namelist())
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        return f"{file.name} is not a readable weights file (truncated or foreign?): {e}"
-    except zlib.error as e:  # a damaged compressed stream fails before its CRC is checked
-        return f"{file.name} is damaged ({e})"
-    if damaged:
-        return f"{file.name} is damaged ({damaged} does not match its checksum)"
-    if not set(REQUIRED_WEIGHTS) <= members:
-        return f"{file.name} is not a VAE Lab weights file (foreign?)"
-    return None
-
-
 def load_run(path: Path | str | RunRef, name: str | None = None) -> Run:
     """Rebuild the model from the run's own config (latent size included), then load its weights."""
-    from .model import VAE
+    from ..model import VAE
 
     path = _path(path)
     if not path.is_dir():
@@ -371,49 +322,6 @@ def load_optimizer_state(path: Path, optimizer, variables):
             raise CheckpointError(f"{_shown(file)}: an array of shape {a.shape} does not fit {v.path} {tuple(v.shape)}")
         v.assign(a)
     return True
-
-
-def list_runs(root: Path | str = DEFAULT_ROOT) -> pd.DataFrame:
-    """One row per readable run: name, config fields, epochs, final metrics; unreadable runs get an error."""
-    rows = []
-    root = Path(root)
-    for path in sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".")):
-        row = {"name": path.name}
-        try:
-            meta = read_meta(path)
-            config = read_config(path)
-            history = read_history(path)
-            final = (history.get("epochs") or [{}])[-1]
-            row.update(config.to_dict())
-            row["hidden"] = ",".join(map(str, config.hidden))
-            row.update({"epochs_done": meta.get("epochs_done"), "status": meta.get("status", ""),
-                        "test_elbo": final.get("test_elbo"), "train_elbo": final.get("train_elbo"),
-                        "log_px": (meta.get("evaluation") or {}).get("log_px"),
-                        "updated": meta.get("updated"), "error": ""})
-        except CheckpointError as e:
-            row["error"] = str(e)
-        rows.append(row)
-    columns = ["name", "status", "dataset", "latent_dim", "hidden", "decoder", "likelihood", "sigma", "objective",
-               "epochs", "epochs_done", "batch_size", "learning_rate", "beta", "mc_samples", "seed",
-               "test_elbo", "log_px", "train_elbo", "updated", "error"]
-    df = pd.DataFrame(rows)
-    for c in columns:
-        if c not in df:
-            df[c] = None
-    return df[columns + [c for c in df.columns if c not in columns]]
-
-
-def set_owner(path: Path | str, owner: str):
-    atomic_write_bytes(Path(path) / OWNER_FILE, json.dumps({"owner": str(owner)}).encode())
-
-
-def owner_of(path: Path | str | RunRef) -> str | None:
-    """Who trained the run in the app, or None (shipped, trained by the CLI, or unreadable)."""
-    try:
-        owner = json.loads((_path(path) / OWNER_FILE).read_text()).get("owner")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return owner if isinstance(owner, str) else None
 
 
 def remove_unsaved(path: Path | str):

@@ -58,7 +58,7 @@ APP_TEST_FILES = {"test_app.py", "test_bad_input.py", "test_pages_beyond.py"}
 def pytest_collection_modifyitems(items):
     """`-m "not app and not browser"` runs the library's tests alone."""
     for item in items:
-        if item.path.name in APP_TEST_FILES:
+        if item.path.name in APP_TEST_FILES or "_page" in item.path.name:  # test_<name>_page.py: a page's AppTests
             item.add_marker(pytest.mark.app)
 
 

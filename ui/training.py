@@ -31,6 +31,7 @@ from .session import flash
 
 ABANDON_SECONDS = float(os.environ.get("VAE_LAB_ABANDON_SECONDS", "60"))
 POLL_SECONDS = 1.0
+RATE_SECONDS = 1.0  # images/s once this much training time has been seen
 STOP_GRACE_SECONDS = 30.0  # a worker asked to stop that has not ended by then is killed (its last epoch is kept)
 
 
@@ -74,7 +75,7 @@ class TrainingJob:
             self._first = (now, r["images_seen"])
             self.compile_seconds = now - self._t0
             self.stage = "training"
-        elif now > self._first[0]:
+        elif now - self._first[0] >= RATE_SECONDS:  # two reports read from the pipe at once would say millions
             self.images_per_sec = (r["images_seen"] - self._first[1]) / (now - self._first[0])
         self.steps.append([r["step"], r.get("objective", r["elbo"]), r["recon"], r["kl"]])  # L_k for an IWAE run
         self.last = r

@@ -53,13 +53,21 @@ REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
 SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian", "fashion-vae5", "fashion-iwae5")
 APP_TEST_FILES = {"test_app.py", "test_bad_input.py", "test_pages_beyond.py"}
+# Library tests of several seconds each (annealing, optimising q*, convolutions, two-process clusters, PPCA runs):
+SLOW_FILES = {"test_ais.py", "test_gap.py", "test_conv.py", "test_distribute.py", "test_ppca.py"}
+SLOW_TESTS = {"test_stop_then_resume_matches_uninterrupted_run", "test_python_dash_m_train",
+              "test_bench_runs_the_benchmark_outside_the_library", "test_stop_lands_at_the_end_of_the_current_call",
+              "test_iwae_and_learned_sigma_train", "test_fast_path_matches_one_step_eager_path",
+              "test_same_seed_same_run_different_seed_different", "test_interrupt_saves_the_steps_done"}
 
 
 def pytest_collection_modifyitems(items):
-    """`-m "not app and not browser"` runs the library's tests alone."""
+    """`-m "not app and not browser"`: the library's tests alone; `and not slow` too: the quick loop."""
     for item in items:
         if item.path.name in APP_TEST_FILES or "_page" in item.path.name:  # test_<name>_page.py: a page's AppTests
             item.add_marker(pytest.mark.app)
+        if item.path.name in SLOW_FILES or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
 
 
 def make_lab(tmp_path_factory, names=SHIPPED) -> Path:

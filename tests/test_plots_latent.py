@@ -182,3 +182,15 @@ def test_logpx_figures():
     assert curve.layout.xaxis.type == "log"
     assert list(curve.data[0].x) == ks and list(curve.data[0].error_y.array) == [0.5, 0.4, 0.3, 0.2]
     assert [t.name for t in curve.data][1:] == ["ELBO (analytic KL)", "log p̂(x), K = 10", "exact log p(x)"]
+
+
+def test_training_curves_keep_their_range_when_a_few_steps_are_wild():
+    """A learning rate far too high: a few steps at ±3·10⁷ must not flatten the rest into a line."""
+    from vae_tf import plots
+
+    steps = np.column_stack([np.arange(1, 1001), np.linspace(-600, -250, 1000), np.linspace(-500, -240, 1000),
+                             np.linspace(5, 10, 1000)])
+    steps[:10, 1] = -3e7
+    steps[500, 1] = 3e7
+    lo, hi = plots.training_curves(steps, 100, []).layout.yaxis.range
+    assert -700 < lo < -550 and -260 < hi < -200

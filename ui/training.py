@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from vae_tf import runs
 from vae_tf.config import Config
@@ -56,6 +58,7 @@ class TrainingJob:
         self.last_seen = time.monotonic()
         self.saved_epochs = 0  # epochs on disk: a page following the training reloads when it grows
         self.pid: int | None = None  # the worker process
+        self.sessions: set[str] = set()  # the visitor's sessions that have shown this training
         self._t0 = time.perf_counter()
         self._first: tuple[float, int] | None = None
 
@@ -64,10 +67,30 @@ class TrainingJob:
         return not self.finished.is_set()
 
     def beat(self):
+        """Called by the visitor's script runs and progress polls; remembers their sessions too."""
         self.last_seen = time.monotonic()
+        ctx = get_script_run_ctx()
+        if ctx is not None:
+            self.sessions.add(ctx.session_id)
+
+    def _visitor_connected(self) -> bool:
+        """Whether a tab of the visitor is still open: a page busy drawing for a while beats no heartbeat, but its
+        session stays active until its tab closes. (No runtime, as in AppTest: the heartbeat alone decides.)"""
+        try:
+            runtime = Runtime.instance()
+        except RuntimeError:
+            return False
+        return any(runtime.is_active_session(s) is True for s in list(self.sessions))
 
     def _should_stop(self) -> bool:
-        return self.stop.is_set() or time.monotonic() - self.last_seen > ABANDON_SECONDS
+        if self.stop.is_set():
+            return True
+        if time.monotonic() - self.last_seen <= ABANDON_SECONDS:
+            return False
+        if self._visitor_connected():
+            self.last_seen = time.monotonic()
+            return False
+        return True
 
     def _on_step(self, r: dict):
         now = time.perf_counter()

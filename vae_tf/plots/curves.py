@@ -50,6 +50,16 @@ def curve_panels(traces, zoom, height: int, pad: float, shared_xaxes: bool = Fal
     return fig
 
 
+def robust(y) -> np.ndarray:
+    """The per-step values a panel's y axis must show: the last 95 % of training (the first steps lie far below
+    the rest), clipped to their 1st–99th percentiles, so a few wild steps (a learning rate far too high) do not
+    flatten the curve into a line. Test points are always shown in full."""
+    y = np.asarray(y, np.float64)
+    tail = y[len(y) // 20:] if len(y) > 20 else y
+    tail = tail[np.isfinite(tail)]
+    return np.clip(tail, *np.percentile(tail, [1, 99])) if len(tail) else tail
+
+
 def _test_points(epochs, key: str) -> list[dict]:
     return [e for e in epochs if e.get(key) is not None]
 
@@ -79,8 +89,7 @@ def training_curves(steps, steps_per_epoch: int, epochs=(), height: int = 340, o
                                          line=dict(color=LOGPX_COLOR, dash="dot"), name="test set, per epoch",
                                          legendgroup="test", showlegend=j == 0,
                                          hovertemplate="epoch %{x}: %{y:.2f}<extra>test</extra>")))
-        tail = y[len(y) // 20:] if len(y) > 20 else y
-        zoom.append([tail, [e[key] for e in ep]] if len(y) else [])
+        zoom.append([robust(y), [e[key] for e in ep]] if len(y) else [])
     first = "ELBO" if objective == "ELBO" else f"{objective} (train) · ELBO (test)"
     return curve_panels(traces, zoom, height, pad=0.08, top_margin=60, first_title=first)
 
@@ -101,7 +110,7 @@ def compare_curves(histories: dict, steps_per_epoch: dict, height: int = 380) ->
                     x=x, y=smooth(steps[:, j + 1], window), mode="lines", name=f"{name} (train)", legendgroup=name,
                     showlegend=j == 0, line=dict(color=color, width=2),
                     hovertemplate="epoch %{x:.2f}: %{y:.2f}<extra>" + name + " train</extra>")))
-                zoom[j].append(steps[len(steps) // 20:, j + 1])
+                zoom[j].append(robust(steps[:, j + 1]))
             ep = _test_points(epochs, key)
             if ep:
                 traces.append((j, go.Scatter(

@@ -23,13 +23,26 @@ VISITOR = "visitor"  # who this session is: the same for every tab (and reload) 
 
 
 def visitor() -> str:
-    """A name for the browser behind this session. Streamlit's XSRF cookie is set once per browser and sent
-    with every tab and reload, so its hash names the visitor; without it (tests), the session does."""
+    """A name for the browser behind this session. Streamlit's XSRF cookie holds one token per browser, sent
+    with every tab and reload (masked afresh on each page load), so the hash of the unmasked token names the
+    visitor; without the cookie (tests), the session does."""
     if VISITOR not in st.session_state:
-        token = st.context.cookies.get("_streamlit_xsrf") if st.context.cookies else None
-        st.session_state[VISITOR] = (hashlib.sha256(token.encode()).hexdigest()[:16] if token
-                                     else uuid.uuid4().hex[:16])
+        cookie = st.context.cookies.get("_streamlit_xsrf") if st.context.cookies else None
+        token = _unmasked(cookie) if cookie else None
+        st.session_state[VISITOR] = hashlib.sha256(token.encode()).hexdigest()[:16] if token else uuid.uuid4().hex[:16]
     return st.session_state[VISITOR]
+
+
+def _unmasked(cookie: str) -> str:
+    """Tornado's version-2 XSRF cookie is "2|mask|masked token|timestamp", the token XORed with the 4-byte mask."""
+    parts = cookie.split("|")
+    try:
+        if len(parts) == 4 and parts[0] == "2":
+            mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+            return bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked)).hex()
+    except ValueError:
+        pass
+    return cookie
 
 
 def flash(kind: str, message: str):

@@ -116,12 +116,5 @@ def load(name: str) -> ActiveRun | None:
 
 def other_run(name: str) -> tuple[RunRef, object, np.ndarray] | None:
     """(ref, model, test images) of another run on this server, or None if it is missing or cannot be loaded."""
-    if not catalog.exists(name):
-        return None
-    ref = catalog.ref(name)
-    try:
-        run = cache.run(ref)
-        x, _ = cache.test_set(run.config.dataset, run.config.likelihood)
-    except (CheckpointError, DataError):
-        return None
-    return ref, run.model, x
+    run = load(name)
+    return None if run is None else (run.key, run.model, run.x)

@@ -21,6 +21,9 @@
    default run's first 20 test images at K = 2000, beside the delta method's (calibration.py).
 5. The app: seconds from `streamlit run app.py` to the first page rendered with the shipped run,
    then switching between pages once warm, and the server's peak memory.
+6. How tight is the bound (bounds.py): AIS at its defaults on the shipped default run's first 100 test
+   images (seconds, leapfrog gradient evaluations/s and % of their matmuls' ceiling), the BDMC sandwich
+   at the same settings, and the per-image q* optimisation of the same images.
 
 Every rate is the median of several repeats; the two sides of a comparison are timed in turn
 (A, B, A, B, …) in the same process, so a busy machine slows both alike. Peak memory is per stage
@@ -40,6 +43,7 @@ from vae_tf.config import Config
 from vae_tf.data import load_fashion_mnist
 
 from .app import run_app
+from .bounds import run_bounds, target_lines
 from .calibration import TARGET_COVER, TARGET_RATIO, run_calibration
 from .flops import forward_flops, matmul_flops, step_matmuls
 from .report import met
@@ -56,6 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="timed rounds per comparison (the median is shown)")
     ap.add_argument("--quick", action="store_true", help="fewer steps and images (a smoke run)")
     ap.add_argument("--skip-app", action="store_true", help="skip the app's cold start and page switches")
+    ap.add_argument("--skip-bounds", action="store_true", help="skip AIS, BDMC and q* (bounds.py; ~5 minutes)")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     args = ap.parse_args(argv)
 
@@ -78,6 +83,8 @@ def main(argv=None) -> int:
     run_training(cfg, ds, 100 if args.quick else 300, 50 if args.quick else 100, args.repeats, res, mem)
     run_importance_sampling(cfg, ds, args.quick, args.repeats, res, mem)
     run_calibration(ds, args.quick, res)
+    if not args.skip_bounds:
+        run_bounds(cfg, ds, args.quick, args.repeats, res)
     if not args.skip_app:
         run_app(res)
 
@@ -95,6 +102,8 @@ def main(argv=None) -> int:
     print(f"  error bars: SD over seeds / SE within {lo}–{hi}: {res['calib_ratio']:.2f} "
           f"{'met' if lo <= res['calib_ratio'] <= hi else 'NOT met'}; ±2 SE covers ≥ {TARGET_COVER:.0%}: "
           f"{res['calib_cover']:.1%} {met(res['calib_cover'], TARGET_COVER)}")
+    for line in target_lines(res):
+        print(line)
     if not args.skip_app:
         print(f"  cold start ≤ {TARGETS['app_cold_start_s']:.0f} s: {res.get('app_cold_start_s', float('nan')):.1f} s "
               f"{met(res.get('app_cold_start_s'), TARGETS['app_cold_start_s'], False)}")

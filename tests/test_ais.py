@@ -157,7 +157,7 @@ def test_bdmc_sandwiches_the_closed_form_and_narrows(linear):
     assert widths[0] > widths[1] > widths[2] and widths[0] > 1 and abs(widths[2]) < 0.1
     # the reverse runs follow the forward runs' steps backwards (no pilots: the step never sees z)
     np.testing.assert_allclose(sweep[1].upper.step_sizes, sweep[1].lower.step_sizes[::-1], rtol=1e-6)
-    assert sweep[1].upper.grad_evals == 16 * 16 * (1 + 2 + 99 * 11)
+    assert sweep[1].upper.grad_evals == 16 * 16 * (1 + 99 * 10)  # one at z_0, then 10 leapfrog steps a move
     np.testing.assert_array_equal(sweep[0].x, sweep[2].x)  # the same images at every num_steps
 
 
@@ -184,8 +184,9 @@ def test_deterministic_for_a_seed_and_fields(linear):
     assert not np.allclose(r1.log_weights, r3.log_weights)
     assert r1.log_weights.shape == (4, 4) and r1.log_px.shape == r1.stderr.shape == r1.ess.shape == (4,)
     assert r1.step_sizes.shape == (40, 4) and np.all(r1.step_sizes > 0)
-    # 1 gradient at z_0, 1 per call (4 calls for 40 moves), 40 × (3 leapfrog + 1); 4 + 2 pilot chains; 4 images
-    assert r1.grad_evals == 4 * 6 * (1 + 4 + 40 * 4)
+    # 1 gradient at z_0, then 3 leapfrog steps for each of 40 moves; 4 + 2 pilot chains; 4 images
+    assert r1.grad_evals == 4 * 6 * (1 + 40 * 3)
+    assert r1.final_z.shape == (4, 4, 3)
     s = r1.summary()
     assert s["num_images"] == 4 and s["num_steps"] == 41 and not s["reverse"] and s["seconds"] > 0
     assert np.all((r1.ess >= 1) & (r1.ess <= 4 + 1e-9))

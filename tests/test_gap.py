@@ -120,3 +120,20 @@ def test_fields_determinism_and_validation(correlated):
     assert halves.loc.shape == (8, 3) and halves.iterations.shape == halves.converged.shape == (8,)
     with pytest.raises(ValueError, match="one value per image"):
         G.decompose_gap(model, x, exact[:3])
+
+
+def test_progress_stop_and_moment_matched_draws(correlated):
+    """optimise_q tells progress(images stopped, N) between its calls and raises Cancelled when asked to stop; its
+    draws have sample mean 0 and covariance I exactly, image by image."""
+    from vae_tf.estimators import Cancelled
+
+    model, x, _, _ = correlated
+    seen = []
+    G.optimise_q(model, x, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (8, 8) and all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    with pytest.raises(Cancelled):
+        G.optimise_q(model, x, should_stop=lambda: True)
+    eps = G.moment_matched_normal([64, 5, 3], np.array([1, 2], np.int32)).numpy().astype(np.float64)
+    np.testing.assert_allclose(eps.mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(np.einsum("snd,sne->nde", eps, eps) / 64, np.broadcast_to(np.eye(3), (5, 3, 3)),
+                               atol=1e-5)

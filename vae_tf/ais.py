@@ -41,7 +41,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from . import hmc
 from .estimators import Cancelled, even_part, logsumexp
+from .networks import xla_ok
 
 tfd = tfp.distributions
 
@@ -89,6 +91,7 @@ class AISResult:
     reverse: bool
     seconds: float
     grad_evals: int  # gradient evaluations of log p(x, z) in all, pilot chains included
+    final_z: np.ndarray | None = None  # (K, N, d) each counted chain's last state; forward, weighted by w: p(z|x)
 
     @property
     def ess(self) -> np.ndarray:
@@ -122,70 +125,51 @@ def _summarise(lw: np.ndarray, reverse: bool):
 
 
 # -- one compiled run of temperatures -------------------------------------------------------------------------
-def _densities(model, x, p0_loc, p0_scale, start: str):
-    """p0 and f(z) = log p(x, z) − log p0(z), the log-density that β weights. From the prior f is just
-    log p(x|z): the prior's two terms cancel exactly, so they are not computed."""
+def _f_and_grad(model, x, p0_loc, p0_scale, start: str):
+    """z → (f(z), ∇f(z)) with f(z) = log p(x, z) − log p0(z), the log-density that β weights: one gradient
+    evaluation. From the prior f is just log p(x|z): the prior's two terms cancel exactly, so they are not computed."""
     p0, prior = tfd.MultivariateNormalDiag(p0_loc, p0_scale), model.prior()
 
     def f(z):
         out = model.likelihood(z).log_prob(x)
         return out if start == "prior" else out + prior.log_prob(z) - p0.log_prob(z)
-    return p0, f
-
-
-def _parts(p0, f, z):
-    """log p0, f and their gradients at z ([C, B] values, [C, B, d] gradients): one gradient evaluation."""
-    fz, gf = tfp.math.value_and_gradient(f, z)
-    lp0, g0 = tfp.math.value_and_gradient(p0.log_prob, z)
-    return fz, gf, lp0, g0
+    return lambda z: tfp.math.value_and_gradient(f, z)
 
 
 def _anneal_fn(model, start: str, num_leapfrog: int, num_chains: int, jit_compile: bool):
     """(x, p0_loc, p0_scale, state, betas, n, fixed_log_eps, key, settings) → (state after n more
     temperatures, the log step used at each).
 
-    Temperature i of the call moves z with one HMC step that leaves π_{β_i} invariant, then adds
-    (β_{i+1} − β_i) f(z) to log w. π_β's log-density and gradient come from the carried parts,
-    log p0 + β f and ∇log p0 + β ∇f, so each temperature costs num_leapfrog + 1 gradient evaluations.
-    With pilot chains (any beyond num_chains) the step adapts; without, it is fixed_log_eps[i]."""
+    Temperature i of the call moves z with one HMC move that leaves π_{β_i} invariant (hmc.move, which
+    carries f and ∇f, so a temperature costs num_leapfrog gradient evaluations), then adds
+    (β_{i+1} − β_i) f(z) to log w. With pilot chains (any beyond num_chains) the step adapts; without,
+    it is fixed_log_eps[i]."""
     def run(x, p0_loc, p0_scale, state, betas, n, fixed_log_eps, key, target_accept, rate, jitter):
-        p0, f = _densities(model, x, p0_loc, p0_scale, start)
+        f_and_grad = _f_and_grad(model, x, p0_loc, p0_scale, start)
         C, B = state[0].shape[0], state[0].shape[1]
 
-        def kernel(beta, log_eps, seed):
+        def body(i, z, fz, gf, log_w, log_eps, accept, used):
+            beta = tf.cast(betas[i], tf.float32)
+            log_eps = log_eps if num_chains < C else fixed_log_eps[i]
+            seed_jitter, seed_hmc = tf.unstack(tf.random.experimental.stateless_split(
+                tf.random.experimental.stateless_fold_in(key, i), 2))
             # Each chain's step is jittered by a fresh factor in [1 − j, 1 + j] at each temperature: a fixed
             # trajectory length can resonate with a posterior's width (and come back to where it began, or
             # to its mirror image, which leaves f unchanged); a random one cannot. The draw ignores the
-            # chain's state, so each step still leaves π_t invariant.
+            # chain's state, so each move still leaves π_t invariant.
             size = tf.exp(log_eps)[None, :, None] * p0_scale[None]
-            size *= 1 + jitter * tf.random.stateless_uniform([C, B, 1], seed, -1.0, 1.0)
-            return tfp.mcmc.HamiltonianMonteCarlo(lambda z: p0.log_prob(z) + beta * f(z), step_size=size,
-                                                  num_leapfrog_steps=num_leapfrog)
-
-        results = kernel(tf.cast(betas[0], tf.float32), state[6], key).bootstrap_results(state[0])
-
-        def body(i, z, fz, gf, lp0, g0, log_w, log_eps, accept, results, used):
-            beta = tf.cast(betas[i], tf.float32)
-            log_eps = log_eps if num_chains < C else fixed_log_eps[i]
-            inner = results.accepted_results._replace(target_log_prob=lp0 + beta * fz,
-                                                      grads_target_log_prob=[g0 + beta * gf])
-            seed_jitter, seed_hmc = tf.unstack(tf.random.experimental.stateless_split(
-                tf.random.experimental.stateless_fold_in(key, i), 2))
-            z, results = kernel(beta, log_eps, seed_jitter).one_step(
-                z, results._replace(accepted_results=inner), seed=seed_hmc)
+            size *= 1 + jitter * tf.random.stateless_uniform([C, B, 1], seed_jitter, -1.0, 1.0)
+            z, fz, gf, p = hmc.move(z, fz, gf, beta, size, num_leapfrog, f_and_grad, p0_loc, p0_scale, seed_hmc)
             used = used.write(i, log_eps)
-            lar = results.log_accept_ratio
-            p = tf.where(tf.math.is_nan(lar), 0.0, tf.exp(tf.minimum(lar, 0.0)))  # acceptance probability
             if num_chains < C:  # only the pilot chains steer the step: log ε += rate · (their acceptance − target)
                 log_eps += rate * (tf.reduce_mean(p[num_chains:], 0) - target_accept)
             accept += tf.reduce_mean(p[:num_chains], 0)
-            fz, gf, lp0, g0 = _parts(p0, f, z)
             log_w += tf.cast(betas[i + 1] - betas[i], tf.float64) * tf.cast(fz, tf.float64)
-            return i + 1, z, fz, gf, lp0, g0, log_w, log_eps, accept, results, used
+            return i + 1, z, fz, gf, log_w, log_eps, accept, used
 
         used = tf.TensorArray(tf.float32, size=fixed_log_eps.shape[0], element_shape=[B])
-        out = tf.while_loop(lambda i, *_: i < n, body, (tf.constant(0), *state, results, used))
-        return tuple(out[1:-2]), out[-1].stack()
+        out = tf.while_loop(lambda i, *_: i < n, body, (tf.constant(0), *state, used))
+        return tuple(out[1:-1]), out[-1].stack()
 
     cache = model.__dict__.setdefault("_ais_fns", {})  # one compiled function per model and setting
     key = (start, num_leapfrog, num_chains, jit_compile)
@@ -220,15 +204,15 @@ def _pad(a: np.ndarray, length: int) -> np.ndarray:
 
 def _anneal_batch(model, x, betas, s: dict, z_start, step_sizes, key, on_chunk):
     """log w (C, B) float64 of every chain (pilots last), the counted chains' mean acceptance (B,) and the
-    step used at each move (T − 1, B) for one batch of images, `steps_per_call` temperatures per call."""
+    step used at each move (T − 1, B) for one batch of images, `steps_per_call` temperatures per call, and the
+    counted chains' last states (K, B, d)."""
     C, T, chunk = s["num_chains"] + s["num_pilot_chains"], len(betas) - 1, s["steps_per_call"]
     x = tf.convert_to_tensor(x, tf.float32)
     loc, scale, z, log_eps = _start(model, x, s["start"], s["reverse"], z_start, C, key, s["step_size"])
     fixed = np.broadcast_to(np.log(step_sizes) if step_sizes is not None else log_eps.numpy(), (T - 1, len(x)))
-    p0, f = _densities(model, x, loc, scale, s["start"])
-    fz, gf, lp0, g0 = _parts(p0, f, z)
+    fz, gf = _f_and_grad(model, x, loc, scale, s["start"])(z)
     log_w = tf.cast(betas[1] - betas[0], tf.float64) * tf.cast(fz, tf.float64)
-    state = (z, fz, gf, lp0, g0, log_w, log_eps, tf.zeros([x.shape[0]]))
+    state = (z, fz, gf, log_w, log_eps, tf.zeros([x.shape[0]]))
     fn = _anneal_fn(model, s["start"], s["num_leapfrog"], s["num_chains"], s["jit_compile"])
     used, knobs = [], [tf.constant(s[k], tf.float32) for k in ("target_accept", "adapt_rate", "jitter")]
     for t0 in range(1, T, chunk):  # temperatures t0 … t0 + n − 1, each followed by the increment to t + 1
@@ -239,7 +223,7 @@ def _anneal_batch(model, x, betas, s: dict, z_start, step_sizes, key, on_chunk):
         used.append(np.exp(eps.numpy()[:n]))
         on_chunk(n)
     steps = np.concatenate(used) if used else np.zeros((0, len(x)), np.float32)
-    return state[5].numpy(), state[7].numpy() / max(T - 1, 1), steps
+    return state[3].numpy(), state[5].numpy() / max(T - 1, 1), steps, state[0].numpy()[:s["num_chains"]]
 
 
 def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int = 10, start: str = "prior",
@@ -247,7 +231,8 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
         num_pilot_chains: int = 2, step_size=None, step_sizes=None, target_accept: float = 0.65,
         adapt_rate: float = 0.3, jitter: float = 0.5, images_per_batch: int | None = None,
         steps_per_call: int = 50, progress: Callable[[int, int], None] | None = None,
-        should_stop: threading.Event | Callable[[], bool] | None = None, jit_compile: bool = True) -> AISResult:
+        should_stop: threading.Event | Callable[[], bool] | None = None,
+        jit_compile: bool | None = None) -> AISResult:
     """AIS estimate of log p(x) for each image x (N, pixels): `num_chains` chains per image, annealed from
     p0 = the prior (start="prior") or q(z|x) (start="posterior") over `num_steps` temperatures of
     `schedule` (a name, or the T + 1 values β_0 = 0 … β_T = 1 themselves), one HMC step of `num_leapfrog`
@@ -268,7 +253,8 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
     Images go `images_per_batch` at a time (default: chains × images ≤ 2048) and temperatures
     `steps_per_call` per compiled call; between calls `progress(done, total)` is told the image-temperatures
     done, and a set `should_stop` raises Cancelled. The noise is tf's stateless RNG keyed by (seed, first
-    image of the batch, direction, temperature): the same seed and batching give the same numbers."""
+    image of the batch, direction, temperature): the same seed and batching give the same numbers. The calls
+    are compiled with XLA unless jit_compile says otherwise or the model is convolutional (networks.xla_ok)."""
     betas = _check(start, reverse, z_start, num_steps, schedule)
     x = np.asarray(x, np.float32)
     if x.ndim != 2 or len(x) == 0:
@@ -280,7 +266,8 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
     batch = even_part(N, images_per_batch or max(1, ROWS_PER_CALL // (K + P)))
     settings = dict(num_chains=K, num_pilot_chains=P, num_leapfrog=int(num_leapfrog), start=start, reverse=reverse,
                     step_size=step_size, target_accept=target_accept, adapt_rate=adapt_rate, jitter=jitter,
-                    steps_per_call=int(steps_per_call), jit_compile=jit_compile)
+                    steps_per_call=int(steps_per_call),
+                    jit_compile=xla_ok(model.config) if jit_compile is None else bool(jit_compile))
     done, t0, out = [0], time.perf_counter(), []
 
     def on_chunk(n, b):
@@ -299,11 +286,11 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
         out.append(_anneal_batch(model, x[i:i + batch], betas, settings, zb, steps, key,
                                  lambda n, b=len(x[i:i + batch]): on_chunk(n, b)))
     lw = np.concatenate([o[0][:K] for o in out], 1) * (-1 if reverse else 1)  # each chain's estimate of log p(x)
-    calls = -(-(T - 1) // int(steps_per_call))  # one bootstrap gradient per call
-    grads = N * (K + P) * (1 + calls + (T - 1) * (int(num_leapfrog) + 1))
+    grads = N * (K + P) * (1 + (T - 1) * int(num_leapfrog))  # one at z_0, then num_leapfrog per move
     return AISResult(*_summarise(lw, reverse), lw, np.concatenate([o[1] for o in out]),
                      np.concatenate([o[2] for o in out], 1), T, K, int(num_leapfrog), start,
-                     schedule if isinstance(schedule, str) else "given", reverse, time.perf_counter() - t0, int(grads))
+                     schedule if isinstance(schedule, str) else "given", reverse, time.perf_counter() - t0, int(grads),
+                     np.concatenate([o[3] for o in out], 1))
 
 
 def _check(start, reverse, z_start, num_steps, schedule) -> np.ndarray:
@@ -352,15 +339,17 @@ class BDMCResult:
 
 
 def bdmc(model, n: int = 16, num_steps: int = 500, num_chains: int = 16, seed: int = 0, data=None,
-         **ais_kw) -> BDMCResult:
+         progress: Callable[[int, int], None] | None = None, **ais_kw) -> BDMCResult:
     """BDMC (Grosse et al. 2015) on n images simulated from the model (or on `data` = (x, z) from simulate):
     forward AIS from p0, then reverse AIS from each image's simulating z with the forward run's step sizes
     reversed. Those depend on x and the forward run's own noise only, never on z, so the reverse weights
-    stay exactly unbiased for 1/p(x)."""
+    stay exactly unbiased for 1/p(x). progress(done, total) hears the two runs as one."""
     x, z = simulate(model, n, seed) if data is None else data
-    lower = ais(model, x, num_steps=num_steps, num_chains=num_chains, seed=seed, **ais_kw)
+    def half(k):  # the forward run is the first half of the work, the reverse run the second
+        return None if progress is None else (lambda done, total: progress(k * total + done, 2 * total))
+    lower = ais(model, x, num_steps=num_steps, num_chains=num_chains, seed=seed, progress=half(0), **ais_kw)
     upper = ais(model, x, num_steps=num_steps, num_chains=num_chains, seed=seed, reverse=True, z_start=z,
-                step_sizes=lower.step_sizes[::-1], **ais_kw)
+                step_sizes=lower.step_sizes[::-1], progress=half(1), **ais_kw)
     return BDMCResult(x, z, lower, upper)
 
 

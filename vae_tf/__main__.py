@@ -114,17 +114,27 @@ def cmd_evaluate(args) -> int:
         f"evaluating {n:,} {args.split} images on {devices} device(s)", file=sys.stderr))
     out = evaluate_run(Path(args.checkpoint), num_images=args.num_images, k=args.k, seed=args.seed,
                        strategy=make_strategy(args.strategy), data=args.data, split=args.split,
-                       on_progress=progress, on_start=start, per_image=args.per_image)
+                       on_progress=progress, on_start=start, per_image=args.per_image, estimator=args.estimator,
+                       ais_steps=args.ais_steps, ais_chains=args.ais_chains, gap_anatomy=args.gap_anatomy,
+                       gap_full=args.gap_full, bdmc=args.bdmc, bdmc_images=args.bdmc_images,
+                       on_stage=None if args.json else _stage_bars())
     if args.json:
-        if "per_image" in out:
-            out["per_image"] = [_finite(row) for row in out["per_image"]]
+        for rows in ("per_image", "bdmc_per_image"):
+            if rows in out:
+                out[rows] = [_finite(row) for row in out[rows]]
         print(json.dumps(_finite(out)))
         return 0
     print(f"{'':>14}  nats/image (± standard error over images)")
     print(f"{'ELBO':>14}  {out['elbo']:10.3f} ± {out['elbo_stderr']:.3f}")
-    print(f"{'log p(x) (IS)':>14}  {out['log_px']:10.3f} ± {out['log_px_stderr']:.3f}   K = {out['k']}")
-    print(f"{'gap':>14}  {out['gap']:10.3f} ± {out['gap_stderr']:.3f}   L_K − ELBO, a lower estimate of "
-          "KL(q ‖ p(z|x))")
+    if out["estimator"] == "ais":
+        print(f"{'log p(x) (AIS)':>14}  {out['log_px']:10.3f} ± {out['log_px_stderr']:.3f}   {out['ais_steps']} "
+              f"temperatures × {out['ais_chains']} chains (IS, K = {out['k']}: {out['is_log_px']:.3f})")
+        print(f"{'gap':>14}  {out['gap']:10.3f} ± {out['gap_stderr']:.3f}   AIS − ELBO, an estimate of KL(q ‖ p(z|x))")
+    else:
+        print(f"{'log p(x) (IS)':>14}  {out['log_px']:10.3f} ± {out['log_px_stderr']:.3f}   K = {out['k']}")
+        print(f"{'gap':>14}  {out['gap']:10.3f} ± {out['gap_stderr']:.3f}   L_K − ELBO, a lower estimate of "
+              "KL(q ‖ p(z|x))")
+    _print_bound(out)
     for key in ("exact_log_px", "grid_log_px"):
         if key in out:
             print(f"{key:>14}  {out[key]:10.3f}")
@@ -133,6 +143,29 @@ def cmd_evaluate(args) -> int:
           "too low and its error bar means nothing)")
     print(f"{out['num_images']} images in {out['seconds']:.1f}s")
     return 0
+
+
+def _stage_bars():
+    """on_stage for evaluate_run: one progress bar per stage (AIS, q*, BDMC), made when the stage first reports."""
+    bars = {}
+
+    def on_stage(stage, done, total):
+        bars.setdefault(stage, ProgressBar(stage))(done, total)
+    return on_stage
+
+
+def _print_bound(out: dict):
+    """The gap's anatomy and the BDMC sandwich, where asked for."""
+    if "amortization_gap" in out:
+        print(f"{'ELBO(q*)':>14}  {out['elbo_optimal_q']:10.3f} ± {out['elbo_optimal_q_stderr']:.3f}   the best "
+              f"{out['q_star_family']} Gaussian per image ({out['q_star_converged']} of {out['num_images']} converged)")
+        print(f"{'amortization':>14}  {out['amortization_gap']:10.3f} ± {out['amortization_gap_stderr']:.3f}   "
+              "ELBO(q*) − ELBO")
+        print(f"{'approximation':>14}  {out['approximation_gap']:10.3f} ± {out['approximation_gap_stderr']:.3f}   "
+              f"log p(x) − ELBO(q*), log p(x) from {out['gap_anatomy_log_px']}")
+    if "bdmc_width" in out:
+        print(f"{'BDMC':>14}  {out['bdmc_lower']:10.3f} ≤ log p(x) ≤ {out['bdmc_upper']:.3f}   width "
+              f"{out['bdmc_width']:.3f} on {out['bdmc_num_images']} images simulated from the model")
 
 
 def _finite(d: dict) -> dict:
@@ -191,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--per-image", action="store_true",
                    help="add per_image, one entry per image (log_px, log_px_stderr, elbo, gap, ess, pareto_k, …); "
                         "printed with --json")
+    e.add_argument("--estimator", default="is", choices=["is", "ais"],
+                   help="log_px from importance sampling with q (K samples) or annealed importance sampling from "
+                        "the prior; with ais, gap is AIS − ELBO and the IS answer is is_log_px")
+    e.add_argument("--ais-steps", type=int, default=500, help="AIS temperatures (also for --bdmc and --gap-anatomy)")
+    e.add_argument("--ais-chains", type=int, default=16, help="AIS chains per image")
+    e.add_argument("--gap-anatomy", action="store_true",
+                   help="add elbo_optimal_q (the best Gaussian per image), amortization_gap = ELBO(q*) − ELBO and "
+                        "approximation_gap = log p(x) − ELBO(q*), log p(x) exact where known, else AIS")
+    e.add_argument("--gap-full", action="store_true", help="with --gap-anatomy: a full-covariance q* (not diagonal)")
+    e.add_argument("--bdmc", action="store_true",
+                   help="add bdmc_lower and bdmc_upper: forward and reverse AIS on images simulated from the model, "
+                        "which sandwich their log p(x)")
+    e.add_argument("--bdmc-images", type=int, default=16, help="images simulated for --bdmc")
     e.set_defaults(fn=cmd_evaluate)
 
     r = sub.add_parser("runs", help="list the runs in a checkpoints directory")

@@ -17,6 +17,7 @@ from .data import load_dataset
 from .diagnostics import diagnose
 from .estimators import Estimate, estimate_log_px
 from .exact import exact_answer, exact_kl_q_posterior, exact_log_px, has_closed_form
+from .ladder import add_fields
 
 SPLITS = ("test", "train")
 
@@ -48,11 +49,17 @@ def evaluate(model, x, k: int = 1000, seed: int = 0, grid_images: int = 50, **kw
 def evaluate_run(run_dir: Path | str | runs.RunRef, num_images: int = 1000, k: int = 1000, seed: int = 0,
                  strategy: tf.distribute.Strategy | None = None, data: str | None = None, split: str = "test",
                  on_progress: Callable[[int, int, float], None] | None = None,
-                 on_start: Callable[[int, int], None] | None = None, per_image: bool = False) -> dict:
+                 on_start: Callable[[int, int], None] | None = None, per_image: bool = False,
+                 estimator: str = "is", ais_steps: int = 500, ais_chains: int = 16, gap_anatomy: bool = False,
+                 gap_full: bool = False, bdmc: bool = False, bdmc_images: int = 16,
+                 on_stage: Callable[[str, int, int], None] | None = None) -> dict:
     """evaluate() on the first num_images images of a run's data set (its own unless `data` names
     another), as one dict: checkpoint, split, devices, then evaluate()'s fields. Floats may be NaN
     (a standard error of one image); the CLI prints those as null. on_start(images, devices) is called
     once the images are known, before the estimate. per_image adds "per_image", one dict per image (per_image_rows).
+    estimator "ais" makes AIS (ais_steps temperatures × ais_chains chains) the log_px; gap_anatomy adds q*'s ELBO and
+    the amortization and approximation gaps (gap_full: a full-covariance q*); bdmc adds the BDMC sandwich on
+    bdmc_images images simulated from the model (ladder.add_fields; on_stage(stage, done, total) hears each).
 
     With a MirroredStrategy the model is built in its scope, so it has its weights on every device,
     and the images of every batch are split over them. Each image's draws are keyed by its index, so
@@ -78,7 +85,9 @@ def evaluate_run(run_dir: Path | str | runs.RunRef, num_images: int = 1000, k: i
     result = {"checkpoint": str(checkpoint), "split": split, "devices": devices, **out}
     if per_image:
         result["per_image"] = per_image_rows(run.model, x, est)
-    return result
+    return add_fields(run.model, x, result, est, estimator=estimator, ais_steps=ais_steps, ais_chains=ais_chains,
+                      gap_anatomy=gap_anatomy, full=gap_full, bdmc=bdmc, bdmc_images=bdmc_images, seed=seed,
+                      per_image=per_image, progress=on_stage)
 
 
 def per_image_rows(model, x, est: Estimate) -> list[dict]:

@@ -16,6 +16,7 @@ PAGES = [
             url_path="reconstructions"),
     st.Page("pages/interpolation.py", title="Interpolation", icon=":material/linear_scale:", url_path="interpolation"),
     st.Page("pages/log-px.py", title="log p(x) vs ELBO", icon=":material/functions:", url_path="log-px"),
+    st.Page("pages/bound.py", title="How tight is the bound?", icon=":material/height:", url_path="bound"),
     st.Page("pages/posterior.py", title="True posterior", icon=":material/blur_on:", url_path="posterior"),
     st.Page("pages/theory.py", title="Theory", icon=":material/function:", url_path="theory"),
     st.Page("pages/prior-sampling.py", title="Why not sample the prior?", icon=":material/casino:",

@@ -9,6 +9,7 @@ thin. One module per subject; every figure function and constant is importable f
     latent      latent means by class, paths and their lengths
     bounds      log p(x) against the ELBO and the IWAE bounds, runs compared, the prior as a proposal
     posterior   the true posterior of a 2-D latent, with q over it
+    ladder      how tight is the bound: the ladder of estimates, the gap's two parts, AIS and q* over p(z|x)
     diagnostics KL per latent dimension, I(x; z), traversals, the PPCA spectrum, β-sweep curves
 """
 from .bounds import (bound_comparison, compare_finals, elbo_vs_logpx, gap_histogram, iwae_curve, log10_of_exp,
@@ -17,6 +18,7 @@ from .diagnostics import (beta_sweep_curves, information_split, kl_per_dim_bars,
                           traversal_mosaic)
 from .curves import PANEL_TITLES, TEST_KEYS, compare_curves, curve_panels, smooth, training_curves
 from .images import image_grid, manifold, mosaic, reconstruction_grid
+from .ladder import ais_on_posterior, gap_bars, ladder_chart, rung_color
 from .latent import latent_axis_1d, latent_map, latent_points, path_norms
 from .posterior import LOG_FLOOR, ellipse, posterior_map
 from .style import (CLASS_COLORS, CLICK_COLOR, ELBO_COLOR, EXACT_COLOR, FONT, GRID_COLOR, LOGPX_COLOR, MARK_COLOR,
@@ -29,6 +31,7 @@ __all__ = [
     "beta_sweep_curves", "information_split", "kl_per_dim_bars", "ppca_spectrum", "traversal_mosaic",
     "PANEL_TITLES", "TEST_KEYS", "compare_curves", "curve_panels", "smooth", "training_curves",
     "image_grid", "manifold", "mosaic", "reconstruction_grid",
+    "ais_on_posterior", "gap_bars", "ladder_chart", "rung_color",
     "latent_axis_1d", "latent_map", "latent_points", "path_norms",
     "LOG_FLOOR", "ellipse", "posterior_map",
     "CLASS_COLORS", "CLICK_COLOR", "ELBO_COLOR", "EXACT_COLOR", "FONT", "GRID_COLOR", "LOGPX_COLOR", "MARK_COLOR",

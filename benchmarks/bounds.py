@@ -112,7 +112,8 @@ def target_lines(res: dict) -> list[str]:
             f"{met(res['ais_pct_ceiling'], TARGETS['ais_pct_ceiling'])}",
             f"  AIS {res['ais_images']} images ≤ {TARGETS['ais_seconds']:.0f} s: {res['ais_seconds']:.0f} s "
             f"{met(res['ais_seconds'], TARGETS['ais_seconds'], False)}",
-            f"  BDMC width at AIS's defaults ≤ {TARGETS['bdmc_width']:.0f} nat/image: {res['bdmc_width']:.2f} "
+            f"  BDMC width at {res['bdmc_steps']} temperatures ≤ {TARGETS['bdmc_width']:.0f} nat/image: "
+            f"{res['bdmc_width']:.2f} "
             f"{met(res['bdmc_width'], TARGETS['bdmc_width'], False)}",
             f"  q* {res['q_star_images']} images ≤ {TARGETS['q_star_seconds']:.0f} s: {res['q_star_seconds']:.0f} s "
             f"{met(res['q_star_seconds'], TARGETS['q_star_seconds'], False)}"]

@@ -52,7 +52,7 @@ def npz(tmp_path_factory, tiny_dataset):
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
 SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian", "fashion-vae5", "fashion-iwae5")
-APP_TEST_FILES = {"test_app.py", "test_bad_input.py", "test_pages_beyond.py"}
+APP_TEST_FILES = {"test_app.py", "test_bad_input.py", "test_pages_explore.py"}
 # Library tests of several seconds each (annealing, optimising q*, convolutions, two-process clusters, PPCA runs):
 SLOW_FILES = {"test_ais.py", "test_gap.py", "test_conv.py", "test_distribute.py", "test_ppca.py"}
 SLOW_TESTS = {"test_stop_then_resume_matches_uninterrupted_run", "test_python_dash_m_train",

@@ -1,4 +1,4 @@
-"""The pages beyond the anchors through AppTest: True posterior, Theory, Why not sample the prior?, Latent
+"""The pages that explore a trained run, through AppTest: True posterior, Theory, Why not sample the prior?, Latent
 map and Compare runs, each asserted on the numbers it shows and the data it draws, checked against the
 library; and the links that reopen a view. Runs live in a temporary copy of the shipped ones."""
 import math
@@ -41,7 +41,9 @@ def metric(at, label_start: str) -> float:
 # -- True posterior -----------------------------------------------------------------------------------------
 def test_posterior_page_offers_the_2d_run_for_another_latent(lab):
     at = open_page("pages/posterior.py", run="fashion-default")
-    assert "20-D latent" in texts(at.info) and not at.get("plotly_chart")
+    # the shipped 2-D run's posterior at once, labelled, and the active run of every other page unchanged
+    assert "20-D latent" in texts(at.info) and "fashion-2d" in texts(at.info) and at.get("plotly_chart")
+    assert at.session_state["run.active"] == "fashion-default"
     at.button(key="posterior.use2d").click().run()
     assert not at.exception
     assert at.session_state["run.active"] == "fashion-2d"
@@ -250,7 +252,7 @@ def test_a_stale_link_falls_back_to_the_defaults_with_a_notice(lab):
     at.run()
     assert not at.exception
     notice = texts(at.warning)
-    for key in ("run.active=a-deleted-run", "hp.latent_dim=-3", "hp.likelihood=poisson", "`colour`"):
+    for key in ("run.active=a-deleted-run", "hp.latent_dim=-3", "hp.likelihood=poisson", "colour is not a setting"):
         assert key in notice, (key, notice)
     assert at.selectbox(key="run.active").value == "fashion-default"
     assert at.number_input(key="hp.latent_dim").value == 20 and at.radio(key="hp.likelihood").value == "bernoulli"

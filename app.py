@@ -6,7 +6,7 @@ URL, its body a function run through ui.links.run_page) and one st.Page line in 
 """
 import streamlit as st
 
-from ui import estimates, links, progress, server, session, sidebar, training
+from ui import links, prewarm, progress, server, session, sidebar, training
 
 st.set_page_config(page_title="VAE Lab", page_icon=":material/science:", layout="wide")
 
@@ -36,6 +36,6 @@ progress.sidebar(slot)
 session.show_flash()
 link_notice = st.container()  # which of a link's settings could not be used
 links.report(link_notice)  # the run and hyperparameters (drawn by now), and names that are no setting at all
-estimates.prewarm(str(server.checkpoints_root()))  # once per server: the log p(x) page's default answer
+prewarm.start(str(server.checkpoints_root()))  # once per server: the log p(x) and bound pages' default answers
 page.run()
 links.report(link_notice)  # the page's own settings (a page that stops early is checked on a later run)

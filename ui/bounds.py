@@ -1,20 +1,19 @@
 """The bound page's background jobs: AIS, q* and BDMC for a run and a question (ui.jobs: kept when the page
 is left, shared by every visitor who asks the same), beside the importance-sampling and grid jobs the log p(x)
-page shares (ui.estimates). The default question for the shipped default run can be started once per server
-(`prewarm`), so that the page's first open has its answer. Job threads never call Streamlit.
+page shares (ui.estimates). The default question for the shipped default run is started once per server
+(ui.prewarm), so that the page's first open has its answer. Job threads never call Streamlit.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from vae_tf.runs import RunRef
 
-from . import cache, catalog, estimates, server, widgets
+from . import cache, estimates, widgets
 from .jobs import Job
 
 _log = logging.getLogger(__name__)
@@ -151,28 +150,3 @@ def progress_panel(jobs: dict[str, Job | None], key: str):
                 right.button("Stop", key=f"{key}.stop.{name}", on_click=j.cancel, disabled=not j.running,
                              icon=":material/stop_circle:", help="Stop at the end of the current compiled call.")
     panel()
-
-
-@st.cache_resource
-def prewarm(root: str):
-    """Once per server and checkpoints root: the default question for the shipped default run, in the background,
-    with its own copy of the run and data (no Streamlit calls off the script thread)."""
-    name = server.DEFAULT_RUN
-    if name not in catalog.names(Path(root)):
-        return None
-    ref = RunRef.of(name, root)
-    registry = cache.job_registry()  # fetched here: the job's thread must not call Streamlit
-
-    def warm(job: Job):
-        from vae_tf import data, runs
-
-        try:
-            run = runs.load_run(ref.path, name=name)
-            x = data.load_dataset(run.config.dataset).test_images(run.config.likelihood)
-        except Exception as e:  # only a head start: the page computes (and reports) it itself
-            _log.warning("could not pre-compute the bound page for %s: %s", name, e)
-            return None
-        if not job.stop.is_set():
-            start(run.model, x, ref, DEFAULT, registry)
-
-    return registry.start(("prewarm-bound", root), warm, label="prewarm")

@@ -2,7 +2,7 @@
 
 A job keeps running when its page is left and its result is kept (ui.jobs), so a page switch
 back, a second tab, or another user with the same question gets the answer at once. The
-default question for the shipped default run is started when the server starts (`prewarm`),
+default question for the shipped default run is started when the server starts (ui.prewarm),
 so the page's first open shows results without waiting.
 """
 from __future__ import annotations
@@ -10,16 +10,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import streamlit as st
 
 from vae_tf.data import DataError
 from vae_tf.runs import CheckpointError, RunRef
 
-from . import cache, catalog, server
+from . import cache, catalog
 from .jobs import Job
 
 _log = logging.getLogger(__name__)
@@ -99,31 +97,6 @@ def start_grid(model, x, ref: RunRef, m: int) -> Job:
                            np.array([a.converged for a in answers], bool),
                            "grid" if model.config.latent_dim == 2 else "quadrature")
     return cache.job_registry().start(grid_key(ref, m), work, label="grid")
-
-
-@st.cache_resource
-def prewarm(root: str):
-    """Once per server and checkpoints root: estimate the default question for the shipped default run
-    in the background, with its own copy of the run and data (no Streamlit calls off the script thread)."""
-    name = server.DEFAULT_RUN
-    if name not in catalog.names(Path(root)):
-        return None
-    ref = RunRef.of(name, root)
-    registry = cache.job_registry()  # fetched here: the job's thread must not call Streamlit
-
-    def warm(job: Job):
-        from vae_tf import data, runs
-
-        try:
-            run = runs.load_run(ref.path, name=name)
-            x = data.load_dataset(run.config.dataset).test_images(run.config.likelihood)
-        except Exception as e:  # only a head start: the page computes (and reports) it itself
-            _log.warning("could not pre-compute the log p(x) page for %s: %s", name, e)
-            return None
-        if not job.stop.is_set():
-            start_estimate(run.model, x, ref, DEFAULT_IMAGES, DEFAULT_K, DEFAULT_SEED, registry)
-
-    return registry.start(("prewarm", root), warm, label="prewarm")
 
 
 # -- any run by name (Compare runs, a VAE beside an IWAE) -----------------------------------------------------

@@ -35,12 +35,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from .estimators import Cancelled, even_part
-from .networks import xla_ok
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
-ROWS_PER_CALL = 8192  # decoder rows (samples × images) per evaluation call of the ELBOs
-FIT_ROWS = 16384  # decoder rows (draws × images) per objective evaluation of q*'s fit: 128 draws × 128 images
+ROWS_PER_CALL = 4096  # decoder rows (samples × images) per evaluation call of the ELBOs
+FIT_ROWS = 4096  # decoder rows (draws × images) per objective evaluation of q*'s fit: 128 draws × 32 images
 
 
 @dataclass
@@ -147,7 +146,8 @@ def _fit_fn(model, full: bool):
             return tfp.optimizer.lbfgs_minimize(objective, None, previous_optimizer_results=previous,
                                                 max_iterations=previous.num_iterations + n, tolerance=grad_tol,
                                                 f_absolute_tolerance=tol)
-        cache[("lbfgs", full)] = tf.function(run, jit_compile=xla_ok(model.config))  # not for conv networks
+        # Not XLA: no faster here, and compiling L-BFGS's loops takes far more memory than running them.
+        cache[("lbfgs", full)] = tf.function(run, jit_compile=False)
     return cache[("lbfgs", full)]
 
 

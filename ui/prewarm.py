@@ -1,0 +1,49 @@
+"""The shipped default run's default answers, computed once per server in the background so that the log p(x)
+page and the bound page open with them: the bound page's importance sampling first (a second: its ladder is drawn
+from the first rungs ready), the log p(x) page's, then AIS, q* and BDMC. One thread with its own copy of the run
+and its data; it never calls Streamlit."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import streamlit as st
+
+from vae_tf.runs import RunRef
+
+from . import bounds, cache, catalog, estimates, server
+from .jobs import Job
+
+_log = logging.getLogger(__name__)
+
+
+@st.cache_resource
+def start(root: str) -> Job | None:
+    """Once per server and checkpoints root (None: the default run is not there)."""
+    name = server.DEFAULT_RUN
+    if name not in catalog.names(Path(root)):
+        return None
+    ref = RunRef.of(name, root)
+    registry = cache.job_registry()  # fetched here: the job's thread must not call Streamlit
+
+    def warm(job: Job):
+        from vae_tf import data, runs
+
+        try:
+            run = runs.load_run(ref.path, name=name)
+            x = data.load_dataset(run.config.dataset).test_images(run.config.likelihood)
+        except Exception as e:  # only a head start: the pages compute (and report) it themselves
+            _log.warning("could not pre-compute the default answers for %s: %s", name, e)
+            return None
+        q, first = bounds.DEFAULT, (estimates.DEFAULT_IMAGES, estimates.DEFAULT_K, estimates.DEFAULT_SEED)
+        steps = (lambda: [estimates.start_estimate(run.model, x, ref, q.n, q.k, q.seed, registry)],
+                 lambda: [estimates.start_estimate(run.model, x, ref, *first, registry)],
+                 lambda: list(bounds.start(run.model, x, ref, q, registry).values()))
+        for begin in steps:
+            for j in begin():
+                while not j.finished.wait(1.0):
+                    if job.stop.is_set():
+                        return None
+        return None
+
+    return registry.start(("prewarm", root), warm, label="prewarm")

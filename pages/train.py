@@ -4,7 +4,7 @@ import functools
 import streamlit as st
 
 from ui.escape import md
-from ui import active, cache, catalog, links, progress, session, sidebar, training, uploads, widgets
+from ui import active, cache, catalog, links, progress, session, sidebar, training, uploads, widgets, workers
 
 INTRO = ("Adam maximises the ELBO = E_q(z|x)[log p(x|z)] − KL(q(z|x) ‖ p(z)), a lower bound on log p(x), with the "
          "hyperparameters in the sidebar; with the iwae objective it maximises instead the tighter bound "
@@ -115,6 +115,8 @@ def train_page():
     st.markdown(INTRO)
     job = training.current()
     busy = job is not None and job.running
+    if not busy:
+        workers.keep_ready()  # a worker with TensorFlow imported, so that the next click trains at once
     left, right = st.columns([3, 2], gap="large")
     with left:
         next_run(s, busy)

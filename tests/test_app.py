@@ -397,11 +397,11 @@ def test_continue_training_adds_epochs_to_a_finished_run(lab):
     assert [e["epoch"] for e in history["epochs"]] == [1, 2, 3]
 
 
-def test_a_run_worse_than_ignoring_its_input_is_not_made_active(lab, monkeypatch):
-    from vae_tf import baselines
-
-    monkeypatch.setattr(baselines, "independent_pixels", lambda dataset, likelihood: 1e9)  # none can beat it
+def test_a_run_worse_than_ignoring_its_input_is_not_made_active(lab):
     at = set_tiny(open_app(), "tiny-worse")
+    # learning rate 1 on 512 images: a test ELBO of about −477 against the pixel-independent model's −385
+    at.number_input(key="hp.learning_rate").set_value(1.0)
+    at.number_input(key="hp.max_train_images").set_value(512).run()
     at.button(key="train.go").click().run()
     finish_training(at)
     assert "did not learn" in texts(at.warning) and "ignores its input" in texts(at.warning)

@@ -86,7 +86,7 @@ def start(root: Path, stamp: str, dataset, config: Config | None = None, visitor
             name = run_name(stamp, beta)
             path = runs.run_dir(name, root)
             if not runs.is_run(path) and base is not None:
-                problem = _train(j, training.TrainingJob, name, path, base.replace(beta=beta), dataset, slots,
+                problem = _train(j, training.TrainingJob, name, path, base.replace(beta=beta), slots,
                                  visitor)
                 if problem:
                     result.problems[beta] = problem
@@ -101,7 +101,7 @@ def start(root: Path, stamp: str, dataset, config: Config | None = None, visitor
             j.report(i + 1, len(BETAS))
         return result
 
-    return registry.start(key(root, stamp), work, label="beta-sweep")
+    return registry.start(key(root, stamp), work, label="beta-sweep", heavy=False)  # trains in worker processes
 
 
 def phase(j: Job) -> str:
@@ -109,7 +109,7 @@ def phase(j: Job) -> str:
     return getattr(j, "phase", "starting")
 
 
-def _train(j: Job, TrainingJob, name: str, path: Path, config: Config, dataset, slots, visitor: str) -> str | None:
+def _train(j: Job, TrainingJob, name: str, path: Path, config: Config, slots, visitor: str) -> str | None:
     """Train one run of the sweep in a worker process once the training slot is free; why not, or None."""
     while not slots.try_acquire():
         j.phase = "waiting for the training slot: another training is running on this server"
@@ -123,7 +123,7 @@ def _train(j: Job, TrainingJob, name: str, path: Path, config: Config, dataset, 
         return f"cannot write the run ({e.strerror or e})"
     if visitor:
         runs.set_owner(path, visitor)
-    t = TrainingJob(name, path, config, dataset)
+    t = TrainingJob(name, path, config)
     t.stop = j.stop  # the sweep's Stop stops the training between its compiled calls
     t.start(slots)  # releases the slot when it ends
     while not t.finished.wait(0.5):

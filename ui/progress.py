@@ -19,8 +19,8 @@ FOLLOW_SECONDS = 10.0
 
 
 def progress_text(job: TrainingJob) -> str:
-    if job.stage != "training" or not job.last:
-        return f"{job.name}: {job.stage}…"
+    if job.stage != "training" or not job.last:  # the stages before the first steps, each with the time so far
+        return f"{job.name}: {job.stage}… {job.seconds:.0f} s"
     r = job.last
     rate = f" · {job.images_per_sec:,.0f} images/s" if job.images_per_sec else ""
     test = (f" · epoch {len(job.epochs)} of {job.config.epochs} done: test ELBO {job.epochs[-1]['test_elbo']:.1f}"
@@ -76,8 +76,9 @@ def live_curves(steps_per_epoch: int):
     def curves():
         job.beat()
         if job.compile_seconds is not None:
-            st.caption(f"Starting took {job.compile_seconds:.1f} s: TensorFlow and the data loaded in the training's "
-                       "own process, and its step compiled (images/s leave it out).")
+            built = f" (the model was built after {job.start_seconds:.1f} s)" if job.start_seconds is not None else ""
+            st.caption(f"The first steps came {job.compile_seconds:.1f} s after the click{built}: the data loaded in "
+                       "the training's own process, the model built and its step compiled (images/s leave it out).")
         if job.steps:
             st.plotly_chart(plots.training_curves(np.asarray(job.steps), job.steps_per_epoch, job.epochs,
                                                   objective=job.config.objective_name), width="stretch",

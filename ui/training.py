@@ -1,8 +1,8 @@
 """Training from the app: a worker thread per visitor, outside any script run, that pages poll.
 
 The Train button's callback checks the request, claims the run's folder and starts a `TrainingJob`;
-the job runs the Trainer in a worker process (vae_tf.worker: the memory of its compiled steps goes
-back when it ends) and reads its progress from it (the Trainer checkpoints every epoch and stops
+the job runs the Trainer in a worker process (vae_tf.worker, ui.workers: the memory of its compiled
+steps goes back when it ends) and reads its progress from it (the Trainer checkpoints every epoch and stops
 between compiled calls on request). A page switch, a widget change or a reload therefore never
 stops it. Every page shows its progress in the sidebar with one Stop; the Train page draws its curves.
 The job watches a heartbeat that the visitor's pages beat while they poll it: once every tab has been
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ from vae_tf import runs
 from vae_tf.config import Config
 from vae_tf.data import DataError
 
-from . import cache, server, session, sidebar
+from . import cache, server, session, sidebar, workers
 from .escape import md
 from .session import flash
 
@@ -40,15 +38,15 @@ STOP_GRACE_SECONDS = 30.0  # a worker asked to stop that has not ended by then i
 class TrainingJob:
     """One visitor's training: its progress as plain numbers, read by the pages; no Streamlit here."""
 
-    def __init__(self, name: str, path: Path, config: Config, dataset, resume: bool = False):
+    def __init__(self, name: str, path: Path, config: Config, resume: bool = False):
         self.name, self.path, self.config, self.resume = name, path, config, resume
-        self._dataset = dataset
-        self.stage = "starting: loading TensorFlow and the data, compiling the training step"
+        self.stage = "starting: loading the data and building the model"
         self.last: dict = {}  # the latest step report
         self.steps: list[list[float]] = []  # [step, elbo, recon, kl] per step
         self.epochs: list[dict] = []
         self.total_steps = self.steps_per_epoch = 1
-        self.compile_seconds: float | None = None
+        self.start_seconds: float | None = None  # from the click to the model built (the worker's "start")
+        self.compile_seconds: float | None = None  # from the click to the first compiled call done
         self.images_per_sec: float | None = None  # since the first compiled call: compilation left out
         self.outcome = ""  # complete, stopped, diverged or failed, once finished
         self.message = ""
@@ -65,6 +63,11 @@ class TrainingJob:
     @property
     def running(self) -> bool:
         return not self.finished.is_set()
+
+    @property
+    def seconds(self) -> float:
+        """Since the click."""
+        return time.perf_counter() - self._t0
 
     def beat(self):
         """Called by the visitor's script runs and progress polls; remembers their sessions too."""
@@ -131,20 +134,20 @@ class TrainingJob:
             kind = event.pop("event", "")
             if kind == "start":
                 self.total_steps, self.steps_per_epoch = event["total_steps"], event["steps_per_epoch"]
+                self.start_seconds = time.perf_counter() - self._t0
+                self.stage = "compiling the training step"
             elif kind == "step":
                 self._on_step(event)
             elif kind == "epoch":
                 self._on_epoch(event)
             elif kind == "end":
                 self.outcome, self.message = event["outcome"], event["message"]
+                self.baseline = event.get("baseline")
 
     def run(self, slots):
         """Train in a worker process (vae_tf.worker), reading its events; see the module's docstring."""
-        from vae_tf.baselines import independent_pixels
-
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "vae_tf.worker"], cwd=server.REPO, text=True,
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            proc = workers.take()
             self.pid = proc.pid
             proc.stdin.write(json.dumps({"config": self.config.to_dict(), "run_dir": str(self.path),
                                          "resume": self.resume}) + "\n")
@@ -161,15 +164,13 @@ class TrainingJob:
                     runs.mark_interrupted(self.path, self.message)
             if self.outcome == "diverged" and runs.is_run(self.path):
                 runs.mark_diverged(self.path, self.message)
-            if self.outcome in ("complete", "stopped"):
-                self.baseline = independent_pixels(self._dataset, self.config.likelihood)
         except Exception as e:  # the process could not start, or its pipe broke: reported to the visitor
             self.outcome, self.message = "failed", str(e)
         finally:
             slots.release()
             runs.remove_unsaved(self.path)
-            self._dataset = None  # the data set must not outlive the training in the board
             self.finished.set()
+            workers.keep_ready()  # the next training's worker, now that this one no longer needs the cores
 
     def start(self, slots) -> TrainingJob:
         threading.Thread(target=self.run, args=(slots,), name=f"vae-lab-train-{self.name}", daemon=True).start()
@@ -213,10 +214,10 @@ def request(name_key: str = session.TRAIN_NAME):
     if problem:
         return flash("error", f"Cannot train: {md(problem)}.")
     try:
-        dataset = cache.dataset(config.dataset)
+        cache.dataset(config.dataset)  # its message here, not the worker's after a wait
     except DataError as e:
         return flash("error", f"Cannot load the data set: {md(e)}")
-    _launch(name, runs.run_dir(name, root), config, dataset, resume=False)
+    _launch(name, runs.run_dir(name, root), config, resume=False)
 
 
 def continue_run(name: str, more_epochs: int):
@@ -224,13 +225,13 @@ def continue_run(name: str, more_epochs: int):
     path = runs.run_dir(name, server.checkpoints_root())
     config = runs.read_config(path)
     try:
-        dataset = cache.dataset(config.dataset)
+        cache.dataset(config.dataset)
     except DataError as e:
         return flash("error", f"Cannot load the data set: {md(e)}")
-    _launch(name, path, config.replace(epochs=config.epochs + int(more_epochs)), dataset, resume=True)
+    _launch(name, path, config.replace(epochs=config.epochs + int(more_epochs)), resume=True)
 
 
-def _launch(name: str, path: Path, config: Config, dataset, resume: bool):
+def _launch(name: str, path: Path, config: Config, resume: bool):
     slots = cache.training_slots()
     if not slots.try_acquire():
         return flash("warning", "Another training is running, wait or try a smaller run.")
@@ -245,7 +246,7 @@ def _launch(name: str, path: Path, config: Config, dataset, resume: bool):
             slots.release()
             return flash("error", f"Cannot write the run: the checkpoints folder is not writable ({md(e.strerror)}).")
         runs.set_owner(path, session.visitor())  # the run is this visitor's: listed first, theirs to delete
-    cache.trainings().put(session.visitor(), TrainingJob(name, path, config, dataset, resume).start(slots))
+    cache.trainings().put(session.visitor(), TrainingJob(name, path, config, resume).start(slots))
 
 
 # -- after a training ----------------------------------------------------------------------------------------

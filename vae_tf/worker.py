@@ -5,11 +5,16 @@ executables for the life of the process), so each training would leave memory be
 process all of it goes back when the training ends, and a training that fails or runs out of
 memory takes nothing else down.
 
+The worker imports TensorFlow and the library first and says {"event": "ready"}, so that a server
+can start one ahead of need (ui/workers.py) and a click trains without waiting for the imports.
 stdin, first line: {"config": {...}, "run_dir": "...", "resume": false}; any later line "stop" asks
-the training to stop after its current compiled call (the Trainer then saves what it has).
-stdout, one JSON object a line: {"event": "start", "total_steps", "steps_per_epoch"}, then
+the training to stop after its current compiled call (the Trainer then saves what it has). stdin
+closed before a request: the server has gone, and the worker exits.
+stdout, one JSON object a line: {"event": "ready"}, {"event": "start", "total_steps", "steps_per_epoch"}, then
 {"event": "step", ...StepReport} and {"event": "epoch", ...EpochReport}, then
-{"event": "end", "outcome": "complete" | "stopped" | "diverged" | "failed", "message"}.
+{"event": "end", "outcome": "complete" | "stopped" | "diverged" | "failed", "message", "baseline"}, where
+baseline is the test log-likelihood of the pixel-independent model fitted on the training images
+(vae_tf.baselines; null unless the training ran), which a run that learned must beat.
 """
 from __future__ import annotations
 
@@ -37,24 +42,31 @@ def _listen(stop: threading.Event):
 def main() -> int:
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing else may write into the event stream
-    request = json.loads(sys.stdin.readline())
-    stop = threading.Event()
-    threading.Thread(target=_listen, args=(stop,), daemon=True).start()
+    from .baselines import independent_pixels
     from .config import Config
     from .data import load_dataset
     from .train import Trainer, TrainingDiverged
 
+    _say(out, event="ready")
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0  # a spare whose server has gone
+    request = json.loads(line)
+    stop = threading.Event()
+    threading.Thread(target=_listen, args=(stop,), daemon=True).start()
     try:
-        trainer = Trainer(Config.from_dict(request["config"]), load_dataset(request["config"]["dataset"]),
-                          request["run_dir"], resume=bool(request.get("resume")))
+        config = Config.from_dict(request["config"])
+        dataset = load_dataset(config.dataset)
+        trainer = Trainer(config, dataset, request["run_dir"], resume=bool(request.get("resume")))
         _say(out, event="start", total_steps=trainer.total_steps, steps_per_epoch=trainer.steps_per_epoch)
         result = trainer.fit(on_step=lambda r: _say(out, event="step", **asdict(r)),
                              on_epoch=lambda r: _say(out, event="epoch", **asdict(r)), stop=stop)
-        _say(out, event="end", outcome="stopped" if result.stopped else "complete", message="")
+        _say(out, event="end", outcome="stopped" if result.stopped else "complete", message="",
+             baseline=independent_pixels(dataset, config.likelihood))
     except TrainingDiverged as e:
-        _say(out, event="end", outcome="diverged", message=str(e))
+        _say(out, event="end", outcome="diverged", message=str(e), baseline=None)
     except Exception as e:  # reported to the app as the reason; the worker exits cleanly
-        _say(out, event="end", outcome="failed", message=str(e))
+        _say(out, event="end", outcome="failed", message=str(e), baseline=None)
     return 0
 
 

@@ -3,9 +3,15 @@
 A job reports its progress (done, total) and watches a stop event; pages poll it. Results stay
 in the registry (a bounded LRU) so a page switch, a second browser tab or another user asking
 the same question gets the answer at once. Job threads never call Streamlit.
+
+Heavy jobs (estimates, integrals, AIS, q*) pass a `Gate`: at most VAE_LAB_MAX_JOBS of them compute
+at once (default 2, one per core of Streamlit Community Cloud's container); the others wait their
+turn, first come first served, and say their place in the queue. So several visitors' questions
+share the cores in turn instead of slowing each other all together, and the pages stay responsive.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -14,11 +20,44 @@ from typing import Any
 from collections.abc import Callable, Hashable
 
 MAX_FINISHED = 48
+MAX_RUNNING = int(os.environ.get("VAE_LAB_MAX_JOBS", "2"))
+
+
+class Gate:
+    """At most `size` jobs past it at once; the others wait in arrival order."""
+
+    def __init__(self, size: int = MAX_RUNNING):
+        self.size = max(1, size)
+        self._cv = threading.Condition()
+        self._inside: set = set()
+        self._waiting: list = []
+
+    def enter(self, job: Job) -> bool:
+        """Wait for the job's turn; False if it was stopped while waiting."""
+        with self._cv:
+            self._waiting.append(job)
+            while not job.stop.is_set() and not (self._waiting[0] is job and len(self._inside) < self.size):
+                self._cv.wait(0.5)
+            self._waiting.remove(job)
+            if not job.stop.is_set():
+                self._inside.add(job)
+            self._cv.notify_all()
+            return not job.stop.is_set()
+
+    def leave(self, job: Job):
+        with self._cv:
+            self._inside.discard(job)
+            self._cv.notify_all()
+
+    def place(self, job: Job) -> int:
+        """1 for the next to go in, 2 behind it, …; 0 once inside (or never queued)."""
+        with self._cv:
+            return self._waiting.index(job) + 1 if job in self._waiting else 0
 
 
 class Job:
-    def __init__(self, key: Hashable, fn: Callable[[Job], Any], label: str = ""):
-        self.key, self.label = key, label
+    def __init__(self, key: Hashable, fn: Callable[[Job], Any], label: str = "", gate: Gate | None = None):
+        self.key, self.label, self.gate = key, label, gate
         self.done, self.total = 0, 1
         self.result: Any = None
         self.error: BaseException | None = None
@@ -31,12 +70,20 @@ class Job:
         self._thread = threading.Thread(target=self._run, name=f"vae-lab-job-{label or 'job'}", daemon=True)
 
     def _run(self):
+        inside = False
         try:
+            if self.gate is not None:
+                inside = self.gate.enter(self)
+                if not inside:
+                    raise RuntimeError("stopped while it waited its turn")
+                self.started = time.perf_counter()  # the ETA counts from here
             self.result = self._fn(self)
         except BaseException as e:  # reported to the page, never lost in a thread
             self.error_text = "".join(traceback.format_exception_only(type(e), e)).strip()
             self.error = e.with_traceback(None)  # its frames would keep the model and images alive
         finally:
+            if inside:
+                self.gate.leave(self)
             # A finished job is kept for its result only: the work's closure holds a model and its test
             # images, which must not outlive the run cache's bounded entries for as long as the job is listed.
             self._fn = None
@@ -56,6 +103,11 @@ class Job:
         return not self.finished.is_set()
 
     @property
+    def place(self) -> int:
+        """Its place in the queue for the cores (0: computing, or not queued)."""
+        return self.gate.place(self) if self.gate is not None and self.running else 0
+
+    @property
     def eta_seconds(self) -> float | None:
         elapsed = time.perf_counter() - self.started
         return elapsed * (self.total - self.done) / self.done if self.done else None
@@ -65,7 +117,8 @@ class Job:
 
 
 class Jobs:
-    def __init__(self, max_finished: int = MAX_FINISHED):
+    def __init__(self, max_finished: int = MAX_FINISHED, max_running: int = MAX_RUNNING):
+        self.gate = Gate(max_running)
         self._lock = threading.Lock()
         self._jobs: OrderedDict[Hashable, Job] = OrderedDict()
         self.max_finished = max_finished
@@ -78,14 +131,15 @@ class Jobs:
                 self._jobs.move_to_end(key)
             return job
 
-    def start(self, key: Hashable, fn: Callable[[Job], Any], label: str = "") -> Job:
-        """The job for `key`: the existing one (running or finished), else a new one, started now."""
+    def start(self, key: Hashable, fn: Callable[[Job], Any], label: str = "", heavy: bool = True) -> Job:
+        """The job for `key`: the existing one (running or finished), else a new one, started now (a heavy one
+        computes when the gate lets it; a light one, which only waits on others, at once)."""
         with self._lock:
             job = self._jobs.get(key)
             if job is not None:
                 self._jobs.move_to_end(key)
                 return job
-            job = Job(key, fn, label)
+            job = Job(key, fn, label, self.gate if heavy else None)
             if self.closed:  # the process is exiting: refuse new work
                 job.error, job.error_text = RuntimeError("shutting down"), "the server is shutting down"
                 job.finished.set()

@@ -46,4 +46,4 @@ def start(root: str) -> Job | None:
                         return None
         return None
 
-    return registry.start(("prewarm", root), warm, label="prewarm")
+    return registry.start(("prewarm", root), warm, label="prewarm", heavy=False)  # it only waits on its jobs

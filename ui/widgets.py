@@ -25,6 +25,10 @@ def fmt_seconds(s: float | None) -> str:
 
 
 def job_text(label: str, job, unit: str = "images") -> str:
+    place = getattr(job, "place", 0)
+    if place:
+        ahead = "next" if place == 1 else f"{place - 1} ahead of it"
+        return f"{label}: waiting its turn for the server's cores ({ahead}; every visitor's questions take turns)"
     return f"{label}: {job.done} of {job.total} {unit} (ETA {fmt_seconds(job.eta_seconds)})"
 
 

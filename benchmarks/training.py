@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -21,8 +22,9 @@ from .timing import interleaved_rates, matmul_chain
 tfd = tfp.distributions
 
 
-def baseline_train_fn(config: Config, x_uint8: np.ndarray, steps: int):
-    """The textbook loop: tf.data (shuffle, binarize, batch), Keras layers, TFP densities, GradientTape."""
+def baseline_train_fn(config: Config, x_uint8: np.ndarray, steps: int, first: list | None = None):
+    """The textbook loop: tf.data (shuffle, binarize, batch), Keras layers, TFP densities, GradientTape.
+    `first`, if given, gets the time.perf_counter() at which the first step (its tracing included) is done."""
     import keras
 
     d, D = config.latent_dim, x_uint8.shape[1]
@@ -52,8 +54,11 @@ def baseline_train_fn(config: Config, x_uint8: np.ndarray, steps: int):
     it = iter(ds)  # one long-lived iterator: a fresh one per epoch stalls at its end
 
     def run():
-        for _ in range(steps):
+        for i in range(steps):
             loss = step(next(it))
+            if i == 0 and first is not None:
+                float(loss)
+                first.append(time.perf_counter())
         float(loss)
     return run
 

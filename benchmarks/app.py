@@ -144,6 +144,7 @@ def run_app(res: dict):
     if app.get("switch_s"):
         sw = app["switch_s"]
         res["app_switch_max_s"] = max(sw.values())
+        res["app_first_visit_max_s"] = max(app["first_visit_s"].values())
         print("  page switches once warm (first visit in brackets), seconds: " + ", ".join(
             f"{t_} {v:.2f} ({app['first_visit_s'].get(t_, float('nan')):.1f})" for t_, v in sw.items()))
         print(f"  slowest warm switch {res['app_switch_max_s']:.2f} s; server peak memory after every page "

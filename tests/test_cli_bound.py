@@ -24,7 +24,7 @@ def train(npz, out, *flags):
 def runs(npz, tmp_path_factory):
     root = tmp_path_factory.mktemp("bound-runs")
     return {"linear": train(npz, root / "linear", "--decoder", "linear", "--likelihood", "gaussian", "--sigma", "0.5"),
-            "mlp": train(npz, root / "mlp")}
+            "mlp": train(npz, root / "mlp"), "mlp3": train(npz, root / "mlp3", "--latent-dim", "3")}
 
 
 def evaluate(capsys, run, *flags) -> dict:
@@ -54,10 +54,13 @@ def test_ais_gap_and_bdmc_on_the_closed_form(runs, capsys):
     assert r["log_px"] == pytest.approx(np.mean([row["log_px"] for row in rows]), abs=1e-9)
 
 
-def test_gap_anatomy_takes_ais_where_nothing_is_exact(runs, capsys):
-    """A Bernoulli MLP: the approximation gap is measured against AIS (run for it, IS stays log_px), and the
-    printed report names both parts and the sandwich."""
-    r = evaluate(capsys, runs["mlp"], "--gap-anatomy")
+def test_gap_anatomy_takes_the_grid_on_a_2d_latent_and_ais_beyond(runs, capsys):
+    """A Bernoulli MLP: on a 2-D latent the approximation gap is measured against the grid integral; on a 3-D one
+    against AIS (run for it, IS stays log_px); the printed report names both parts and the sandwich."""
+    g = evaluate(capsys, runs["mlp"], "--gap-anatomy")
+    assert g["gap_anatomy_log_px"] == "grid" and g["grid_num_images"] == 4
+    assert g["approximation_gap"] == pytest.approx(g["grid_log_px"] - g["elbo_optimal_q"], abs=1e-6)
+    r = evaluate(capsys, runs["mlp3"], "--gap-anatomy")
     assert r["estimator"] == "is" and "is_log_px" not in r and r["gap_anatomy_log_px"] == "ais"
     assert r["elbo_optimal_q"] >= r["gap_anatomy_elbo"] - 3 * r["amortization_gap_mc_stderr"]
     assert "per_image" not in r and "bdmc_lower" not in r

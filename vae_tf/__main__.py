@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ais-chains", type=int, default=16, help="AIS chains per image")
     e.add_argument("--gap-anatomy", action="store_true",
                    help="add elbo_optimal_q (the best Gaussian per image), amortization_gap = ELBO(q*) − ELBO and "
-                        "approximation_gap = log p(x) − ELBO(q*), log p(x) exact where known, else AIS")
+                        "approximation_gap = log p(x) − ELBO(q*), log p(x) exact where known (closed form; "
+                        "grid or quadrature for a 1- or 2-D latent), else AIS")
     e.add_argument("--gap-full", action="store_true", help="with --gap-anatomy: a full-covariance q* (not diagonal)")
     e.add_argument("--bdmc", action="store_true",
                    help="add bdmc_lower and bdmc_upper: forward and reverse AIS on images simulated from the model, "

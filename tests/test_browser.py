@@ -100,16 +100,18 @@ class Server:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
-    def workers(self) -> list[int]:
-        """The server's training worker processes (ui/training.py runs each training in one)."""
+    def workers(self, training: bool = True) -> list[int]:
+        """The server's worker processes that are training (ui/training.py runs each training in one; the
+        worker names itself vae-lab-train once it has its request), or all of them, the spare included."""
         pids = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
+                comm, rest = stat.read_text().split("(", 1)[1].rsplit(")", 1)
                 cmdline = (stat.parent / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(fields[1]) == self.proc.pid and b"vae_tf.worker" in cmdline:
+            if (int(rest.split()[1]) == self.proc.pid and b"vae_tf.worker" in cmdline
+                    and (not training or comm == "vae-lab-train")):
                 pids.append(int(stat.parent.name))
         return pids
 

@@ -6,7 +6,8 @@ process all of it goes back when the training ends, and a training that fails or
 memory takes nothing else down.
 
 The worker imports TensorFlow and the library first and says {"event": "ready"}, so that a server
-can start one ahead of need (ui/workers.py) and a click trains without waiting for the imports.
+can start one ahead of need (ui/workers.py) and a click trains without waiting for the imports; once
+it has its request the process is named vae-lab-train (ps, top).
 stdin, first line: {"config": {...}, "run_dir": "...", "resume": false}; any later line "stop" asks
 the training to stop after its current compiled call (the Trainer then saves what it has). stdin
 closed before a request: the server has gone, and the worker exits.
@@ -32,6 +33,17 @@ def _say(out, **event):
     out.flush()
 
 
+def _name_process(name: bytes):
+    """Name the process (Linux: /proc/PID/comm, as ps and top show it), so that a training worker can be told
+    from a spare one waiting for its request."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name, 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):  # not Linux: the name is only a convenience
+        pass
+
+
 def _listen(stop: threading.Event):
     for line in sys.stdin:
         if line.strip() == "stop":
@@ -52,6 +64,7 @@ def main() -> int:
     if not line.strip():
         return 0  # a spare whose server has gone
     request = json.loads(line)
+    _name_process(b"vae-lab-train")
     stop = threading.Event()
     threading.Thread(target=_listen, args=(stop,), daemon=True).start()
     try:

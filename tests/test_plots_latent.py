@@ -163,6 +163,17 @@ def test_latent_map_and_1d_axis():
     assert sum(len(t.x) for t in fig1.data if t.mode == "markers") == 30
 
 
+def test_a_latent_map_of_a_thousand_classes_is_one_trace_coloured_by_class():
+    """A trace and a legend entry per class froze the browser for a minute with 1,000 classes."""
+    rng = np.random.default_rng(0)
+    pts, labels = rng.normal(size=(5000, 2)), rng.integers(0, 1000, 5000)
+    fig = plots.latent_map(pts, labels)
+    assert len(fig.data) == 1 and fig.data[0].name == f"{len(np.unique(labels))} classes"
+    np.testing.assert_array_equal(fig.data[0].marker.color, labels)
+    np.testing.assert_allclose(fig.data[0].x, pts[:, 0])
+    assert len(plots.latent_map(pts[:100], labels[:100] % 20).data) == 20  # up to 20: one each, in the legend
+
+
 def test_logpx_figures():
     rng = np.random.default_rng(0)
     log_px = rng.normal(-250, 20, 40)

@@ -7,6 +7,8 @@ import plotly.graph_objects as go
 
 from .style import PATH_COLORS, base_layout, class_color
 
+MAX_LEGEND_CLASSES = 20  # more classes: one trace, coloured by class number, without a legend entry each
+
 
 def latent_map(points, labels, class_names=(), paths=None, endpoints=None,
                axis_titles=("z₁", "z₂"), height: int = 520) -> go.Figure:
@@ -14,7 +16,16 @@ def latent_map(points, labels, class_names=(), paths=None, endpoints=None,
     points = np.asarray(points, np.float64)
     fig = go.Figure()
     labels = np.zeros(len(points), int) if labels is None else np.asarray(labels)
-    for c in np.unique(labels):
+    classes = np.unique(labels)
+    if len(classes) > MAX_LEGEND_CLASSES:
+        # One trace coloured by class number: a trace (and a legend entry) per class froze the browser for a
+        # minute with a data set of 1,000 classes.
+        fig.add_trace(go.Scattergl(x=points[:, 0], y=points[:, 1], mode="markers", name=f"{len(classes)} classes",
+                                   marker=dict(size=4, color=labels, colorscale="Turbo", opacity=0.55,
+                                               colorbar=dict(title="class", thickness=12)),
+                                   customdata=labels, hovertemplate="class %{customdata}<br>(%{x:.2f}, %{y:.2f})"
+                                                                    "<extra></extra>"))
+    for c in classes if len(classes) <= MAX_LEGEND_CLASSES else ():
         sel = labels == c
         name = class_names[c] if 0 <= c < len(class_names) else str(c)
         fig.add_trace(go.Scattergl(x=points[sel, 0], y=points[sel, 1], mode="markers", name=name,
@@ -28,9 +39,10 @@ def latent_map(points, labels, class_names=(), paths=None, endpoints=None,
                                  hovertemplate=f"{kind}, step %{{pointNumber}}<extra></extra>"))
     if endpoints is not None:
         e = np.asarray(endpoints, np.float64)
+        # the letter inside its ring: above it, it sat on the paths leaving the end
         fig.add_trace(go.Scatter(x=e[:, 0], y=e[:, 1], mode="markers+text", text=["A", "B"][:len(e)],
-                                 textposition="top center", textfont=dict(size=16, color="#000"),
-                                 marker=dict(size=16, color="white", line=dict(color="#000", width=3)),
+                                 textposition="middle center", textfont=dict(size=13, color="#000"),
+                                 marker=dict(size=24, color="white", line=dict(color="#000", width=3)),
                                  name="ends A, B", hoverinfo="skip", cliponaxis=False))
     fig.update_xaxes(title_text=axis_titles[0], zeroline=False)
     fig.update_yaxes(title_text=axis_titles[1], zeroline=False, scaleanchor="x", scaleratio=1)

@@ -42,3 +42,31 @@ def test_a_job_stopped_while_it_waits_never_computes():
     assert a.finished.wait(10) and a.error is None
     c = jobs.start("c", lambda job: "after")  # the gate is free again
     assert c.finished.wait(5) and c.result == "after"
+
+
+def test_a_job_whose_every_asking_tab_has_closed_is_cancelled_and_the_servers_own_are_not():
+    open_tabs, asking = {"s1", "s2"}, ["s1"]
+    jobs = Jobs(asker=lambda: asking[0], is_active=lambda sid: sid in open_tabs, abandon_seconds=0.5)
+    release = threading.Event()
+
+    def wait(job):
+        while not job.stop.is_set() and not release.is_set():
+            time.sleep(0.05)
+        return "stopped" if job.stop.is_set() else "done"
+
+    a = jobs.start("a", wait)
+    asking[0] = "s2"
+    assert jobs.get("a") is a and a.sessions == {"s1", "s2"}  # a second tab that finds it shares it
+    asking[0] = None  # off a script run: the server's own job
+    server_own = jobs.start("own", wait, label="prewarm")
+    asking[0] = "s1"
+    jobs.get("own")  # a visitor who looks at it does not make it theirs
+    assert server_own.sessions is None
+    open_tabs.discard("s1")
+    time.sleep(2.0)
+    assert a.running  # s2 is still open
+    open_tabs.discard("s2")
+    assert a.finished.wait(5) and a.result == "stopped"
+    assert server_own.running
+    release.set()
+    assert server_own.finished.wait(5) and server_own.result == "done"

@@ -18,7 +18,7 @@ from vae_tf import data, runs
 from vae_tf.config import DATASETS
 from vae_tf.runs import RunRef
 
-from . import jobs, server
+from . import jobs, server, session
 
 IS_K = 5000  # importance samples per image for the per-image answers of the Posterior and Theory pages
 
@@ -84,7 +84,8 @@ def trainings() -> jobs.Board:
 
 @st.cache_resource
 def job_registry() -> jobs.Jobs:
-    registry = jobs.Jobs()
+    """The server's jobs; each remembers the sessions that asked for it, and stops once all have gone."""
+    registry = jobs.Jobs(asker=session.session_id, is_active=session.is_active)
     atexit.register(registry.shutdown)
     return registry
 

@@ -4,6 +4,10 @@ A job reports its progress (done, total) and watches a stop event; pages poll it
 in the registry (a bounded LRU) so a page switch, a second browser tab or another user asking
 the same question gets the answer at once. Job threads never call Streamlit.
 
+A heavy job started from a page remembers the browser sessions that asked for it (or found it on their
+page); once none of them is active (every such tab closed) for VAE_LAB_ABANDON_SECONDS, it is cancelled.
+A job the server started on its own (the default answers, at start-up) runs to its end.
+
 Heavy jobs (estimates, integrals, AIS, q*) pass a `Gate`: at most VAE_LAB_MAX_JOBS of them compute
 at once (default 2, one per core of Streamlit Community Cloud's container); the others wait their
 turn, first come first served, and say their place in the queue. So several visitors' questions
@@ -21,6 +25,7 @@ from collections.abc import Callable, Hashable
 
 MAX_FINISHED = 48
 MAX_RUNNING = int(os.environ.get("VAE_LAB_MAX_JOBS", "2"))
+ABANDON_SECONDS = float(os.environ.get("VAE_LAB_ABANDON_SECONDS", "60"))
 
 
 class Gate:
@@ -66,6 +71,8 @@ class Job:
         self.finished = threading.Event()
         self.started = time.perf_counter()
         self.seconds = 0.0
+        self.sessions: set[str] | None = None  # the browser sessions that asked for it (None: the server's own)
+        self.unwatched_since: float | None = None  # since when none of them is active
         self._fn = fn
         self._thread = threading.Thread(target=self._run, name=f"vae-lab-job-{label or 'job'}", daemon=True)
 
@@ -117,19 +124,52 @@ class Job:
 
 
 class Jobs:
-    def __init__(self, max_finished: int = MAX_FINISHED, max_running: int = MAX_RUNNING):
+    """`asker()` names the browser session of the calling script run (None off a script run); `is_active(s)`
+    says whether that session's tab is still open. Without them no job is ever cancelled for want of one."""
+
+    def __init__(self, max_finished: int = MAX_FINISHED, max_running: int = MAX_RUNNING,
+                 asker: Callable[[], str | None] = lambda: None, is_active: Callable[[str], bool] | None = None,
+                 abandon_seconds: float = ABANDON_SECONDS):
         self.gate = Gate(max_running)
         self._lock = threading.Lock()
         self._jobs: OrderedDict[Hashable, Job] = OrderedDict()
         self.max_finished = max_finished
         self.closed = False
+        self._asker, self._is_active, self.abandon_seconds = asker, is_active, abandon_seconds
+        if is_active is not None:
+            threading.Thread(target=self._watch, name="vae-lab-jobs-watch", daemon=True).start()
 
     def get(self, key: Hashable) -> Job | None:
         with self._lock:
             job = self._jobs.get(key)
             if job is not None:
                 self._jobs.move_to_end(key)
+                self._asked(job)
             return job
+
+    def _asked(self, job: Job, new: bool = False):
+        """A session asked for the job: a heavy job it started is its, and every session that asks again
+        shares it; a job the server started (no session) stays the server's, whoever looks at it."""
+        who = self._asker() if job.gate is not None else None
+        if who is not None and new:
+            job.sessions = {who}
+        elif who is not None and job.sessions is not None:
+            job.sessions.add(who)
+
+    def _watch(self, every: float = 1.0):
+        """Cancel the running jobs whose every asking session has been gone for abandon_seconds."""
+        while not self.closed:
+            time.sleep(every)
+            with self._lock:
+                watched = [j for j in self._jobs.values() if j.running and j.sessions]
+            now = time.monotonic()
+            for job in watched:
+                if any(self._is_active(sid) for sid in list(job.sessions)):
+                    job.unwatched_since = None
+                elif job.unwatched_since is None:
+                    job.unwatched_since = now
+                elif now - job.unwatched_since >= self.abandon_seconds:
+                    job.cancel()
 
     def start(self, key: Hashable, fn: Callable[[Job], Any], label: str = "", heavy: bool = True) -> Job:
         """The job for `key`: the existing one (running or finished), else a new one, started now (a heavy one
@@ -138,8 +178,10 @@ class Jobs:
             job = self._jobs.get(key)
             if job is not None:
                 self._jobs.move_to_end(key)
+                self._asked(job)
                 return job
             job = Job(key, fn, label, self.gate if heavy else None)
+            self._asked(job, new=True)
             if self.closed:  # the process is exiting: refuse new work
                 job.error, job.error_text = RuntimeError("shutting down"), "the server is shutting down"
                 job.finished.set()

@@ -10,6 +10,8 @@ import hashlib
 import uuid
 
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 ACTIVE_RUN = "run.active"
 TRAIN_NAME = "page.train.name"
@@ -31,6 +33,20 @@ def visitor() -> str:
         token = _unmasked(cookie) if cookie else None
         st.session_state[VISITOR] = hashlib.sha256(token.encode()).hexdigest()[:16] if token else uuid.uuid4().hex[:16]
     return st.session_state[VISITOR]
+
+
+def session_id() -> str | None:
+    """The browser session (one tab) of the calling script run; None off a script run (a job's thread)."""
+    ctx = get_script_run_ctx(suppress_warning=True)
+    return None if ctx is None else ctx.session_id
+
+
+def is_active(sid: str) -> bool:
+    """Whether that tab is still open. Without Streamlit's runtime (AppTest) every session counts as open."""
+    try:
+        return Runtime.instance().is_active_session(sid) is True
+    except RuntimeError:
+        return True
 
 
 def _unmasked(cookie: str) -> str:

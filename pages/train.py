@@ -32,17 +32,22 @@ def next_run(s, busy: bool):
     problem = None if busy else training.name_problem(name, s.root)
     if problem:
         st.error(f"Run name: {md(problem)}.")
+    refused = None
     if s.config_error:
         st.error(f"Fix the hyperparameters in the sidebar first — {md(s.config_error)}.")
     elif s.config is not None and not busy:
         c = s.config
+        took, refused = training.cost(c)
         images = f"{c.max_train_images:,}" if c.max_train_images else "all"
         st.caption(f"{training.plural(c.epochs, 'epoch')} of {images} training images of "
                    f"{sidebar.dataset_label(c.dataset)}, "
                    f"batches of {c.batch_size}, latent {c.latent_dim}, hidden {','.join(map(str, c.hidden))}, "
-                   f"{c.decoder} decoder, {c.likelihood} likelihood, {c.objective} objective.")
+                   f"{c.decoder} decoder, {c.likelihood} likelihood, {c.objective} objective"
+                   + (f"; estimated {took} on this server." if took and not refused else "."))
+        if refused:
+            st.error(f"Cannot train: {refused}.")
     st.button("Train", type="primary", icon=":material/play_arrow:", key="train.go", on_click=training.request,
-              disabled=bool(problem or s.config_error or busy),
+              disabled=bool(problem or s.config_error or refused or busy),
               help="Your training is running: see the sidebar." if busy else None)
 
 

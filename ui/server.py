@@ -31,3 +31,12 @@ def uploads_root() -> Path:
 def max_concurrent_trainings() -> int:
     """Trainings allowed at once across all sessions (VAE_LAB_MAX_TRAININGS, default one: 2 shared cores)."""
     return max(1, int(os.environ.get("VAE_LAB_MAX_TRAININGS", "1")))
+
+
+def training_budget() -> tuple[float, float, float]:
+    """(MB, minutes, GFLOP/s): the most memory and time a training may be estimated to take
+    (VAE_LAB_TRAINING_MB, default 1500; VAE_LAB_TRAINING_MINUTES, default 60), and the sustained rate the
+    time is estimated at (VAE_LAB_GFLOPS, default 50: a conservative figure for two cores)."""
+    env = os.environ.get
+    return (float(env("VAE_LAB_TRAINING_MB", "1500")), float(env("VAE_LAB_TRAINING_MINUTES", "60")),
+            float(env("VAE_LAB_GFLOPS", "50")))

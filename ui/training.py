@@ -25,7 +25,7 @@ from vae_tf import runs
 from vae_tf.config import Config
 from vae_tf.data import DataError
 
-from . import cache, server, session, sidebar, workers
+from . import cache, server, session, sidebar, widgets, workers
 from .escape import md
 from .session import flash
 
@@ -198,6 +198,27 @@ def name_problem(name: str, root: Path) -> str | None:
     return None
 
 
+def cost(config: Config) -> tuple[str, str | None]:
+    """(what the training is estimated to take, why the server refuses it, or None), before it starts."""
+    from vae_tf.budget import training_cost
+
+    try:
+        ds = cache.dataset(config.dataset)
+        c = training_cost(config, ds.num_pixels, len(ds.x_train), ds.image_shape)
+    except (DataError, ValueError) as e:
+        return "", md(e)
+    max_mb, max_minutes, gflops = server.training_budget()
+    minutes = c.minutes(gflops)
+    took = f"about {c.memory_mb / 1024:.1f} GB of memory and {widgets.fmt_duration(60 * minutes)}"
+    if c.memory_mb > max_mb:
+        return took, (f"this run would need {took} ({c.parameters:,} parameters); this server allows a training "
+                      f"{max_mb / 1024:.1f} GB. Try fewer or narrower hidden layers, a smaller batch or fewer samples")
+    if minutes > max_minutes:
+        return took, (f"this run would take {took}; this server allows a training {max_minutes:g} minutes. Try "
+                      "fewer epochs or training images, or a smaller model")
+    return took, None
+
+
 def current() -> TrainingJob | None:
     """This visitor's training (running, or finished and not yet reported)."""
     return cache.trainings().get(session.visitor())
@@ -217,6 +238,9 @@ def request(name_key: str = session.TRAIN_NAME):
         cache.dataset(config.dataset)  # its message here, not the worker's after a wait
     except DataError as e:
         return flash("error", f"Cannot load the data set: {md(e)}")
+    _, refused = cost(config)
+    if refused:
+        return flash("error", f"Cannot train: {refused}.")
     _launch(name, runs.run_dir(name, root), config, resume=False)
 
 

@@ -24,6 +24,17 @@ def fmt_seconds(s: float | None) -> str:
     return f"{s // 60}:{s % 60:02d}" if s >= 60 else f"{s} s"
 
 
+def fmt_duration(seconds: float) -> str:
+    """A duration in words, for an estimate: 'under a minute', '12 minutes', '5 hours', '3 days'."""
+    if seconds < 60:
+        return "under a minute"
+    for unit, size, upto in (("minute", 60, 120 * 60), ("hour", 3600, 48 * 3600), ("day", 86400, float("inf"))):
+        if seconds < upto:
+            n = round(seconds / size)
+            return f"{n:,} {unit}{'s' if n != 1 else ''}"
+    raise AssertionError
+
+
 def job_text(label: str, job, unit: str = "images") -> str:
     place = getattr(job, "place", 0)
     if place:

@@ -205,3 +205,11 @@ def test_training_curves_keep_their_range_when_a_few_steps_are_wild():
     steps[500, 1] = 3e7
     lo, hi = plots.training_curves(steps, 100, []).layout.yaxis.range
     assert -700 < lo < -550 and -260 < hi < -200
+
+
+def test_a_label_that_rounds_to_zero_has_no_sign():
+    from vae_tf.plots.style import fmt
+
+    assert (fmt(-0.001), fmt(-0.006), fmt(0.0), fmt(-1.234, 1)) == ("0.00", "-0.01", "0.00", "-1.2")
+    fig = plots.gap_histogram(np.array([-0.002, 0.001, 0.0005]))
+    assert [a.text for a in fig.layout.annotations] == ["mean 0.00 nats"]

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .style import (ELBO_COLOR, EXACT_COLOR, GRID_COLOR, LOGPX_COLOR, PROPOSAL_COLORS, PROPOSAL_NAMES, RUN_COLORS,
+from .style import (ELBO_COLOR, fmt, EXACT_COLOR, GRID_COLOR, LOGPX_COLOR, PROPOSAL_COLORS, PROPOSAL_NAMES, RUN_COLORS,
                     UNRELIABLE_COLOR, base_layout)
 
 
@@ -27,7 +27,7 @@ def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, pareto_k=None, k: int | N
     xs = [log_px, elbo]
     flagged = unreliable(pareto_k) if pareto_k is not None else np.zeros(len(elbo), bool)
     why = [reason(float(v), k or 0) for v in pareto_k] if pareto_k is not None else [""] * len(elbo)
-    pm = np.asarray([f" ± {v:.2f}" if np.isfinite(v) else "" for v in stderr] if stderr is not None
+    pm = np.asarray([f" ± {fmt(v)}" if np.isfinite(v) else "" for v in stderr] if stderr is not None
                     else [""] * len(elbo), object)
     # one trace for every image (flagged ones as dark crosses), so that its points are all the images; its legend
     # entries are drawn apart, one per marker (plotly's would show the first image's marker only)
@@ -87,7 +87,7 @@ def gap_histogram(gap, exact_gap=None, grid_gap=None, name: str = "log p̂_K −
         fig.add_trace(go.Scatter(x=g, y=np.zeros(len(g)), mode="markers", name=f"{grid_name} ({len(g)} images)",
                                  marker=dict(symbol="line-ns-open", size=18, color=GRID_COLOR, line=dict(width=2))))
     mean = float(np.mean(gap))
-    fig.add_vline(x=mean, line=dict(color="#000", dash="dash"), annotation_text=f"mean {mean:.2f} nats",
+    fig.add_vline(x=mean, line=dict(color="#000", dash="dash"), annotation_text=f"mean {fmt(mean)} nats",
                   annotation_position="top right")
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title_text="gap per image, nats")
@@ -168,7 +168,7 @@ def bound_comparison(names, rows: dict, height: int = 380) -> go.Figure:
     for i, name in enumerate(names):
         ys = [float(rows[label][i]) for label in labels]
         fig.add_trace(go.Scatter(x=labels, y=ys, mode="lines+markers+text", name=str(name),
-                                 text=[f"{v:.2f}" for v in ys],  # the higher run's label above, others below
+                                 text=[fmt(v) for v in ys],  # the higher run's label above, others below
                                  textposition=["top center" if v >= max(map(float, rows[label])) else "bottom center"
                                                for v, label in zip(ys, labels, strict=True)],
                                  line=dict(color=RUN_COLORS[i % len(RUN_COLORS)], width=2.5), marker=dict(size=10),

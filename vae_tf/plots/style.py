@@ -28,3 +28,9 @@ def base_layout(fig: go.Figure, height: int, **kw) -> go.Figure:
 
 def class_color(label: int) -> str:
     return CLASS_COLORS[int(label) % len(CLASS_COLORS)]
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    """A number for a label, never "-0.00": a value that rounds to zero has no sign."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text

@@ -252,11 +252,15 @@ def test_a_stale_link_falls_back_to_the_defaults_with_a_notice(lab):
     at.run()
     assert not at.exception
     notice = texts(at.warning)
-    for key in ("run.active=a-deleted-run", "hp.latent_dim=-3", "hp.likelihood=poisson", "colour is not a setting"):
+    for key in ("run.active=a-deleted-run", "hp.likelihood=poisson", "colour is not a setting"):
         assert key in notice, (key, notice)
     assert at.selectbox(key="run.active").value == "fashion-default"
-    assert at.number_input(key="hp.latent_dim").value == 20 and at.radio(key="hp.likelihood").value == "bernoulli"
-    for key in ("run.active", "hp.latent_dim", "hp.likelihood", "colour"):
+    assert at.radio(key="hp.likelihood").value == "bernoulli"
+    # a number out of its range reaches its widget as given and is named there, with Train blocked (as typed)
+    assert at.number_input(key="hp.latent_dim").value == -3
+    assert "latent_dim must be between 1 and 256; got -3" in texts(at.sidebar.error)
+    assert at.button(key="train.go").disabled
+    for key in ("run.active", "hp.likelihood", "colour"):
         assert key not in at.query_params
     # the page's own settings are checked when the page is first drawn
     at.selectbox(key="run.active").set_value("fashion-2d").run()

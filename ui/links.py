@@ -14,8 +14,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from vae_tf.config import FIELDS, ConfigError, check_number
-
 from .escape import md
 
 PENDING = "links.pending"  # {key: [values]}: the opening URL's parameters not yet claimed by a widget
@@ -30,15 +28,12 @@ def remember():
     the widget it names has been drawn."""
     if PENDING not in st.session_state:
         st.session_state[PENDING] = {k: st.query_params.get_all(k) for k in st.query_params if k not in IGNORED}
-        unusable = [k for k, raw in st.session_state[PENDING].items()
-                    if k not in TEXT and (any(map(_infinite, raw)) or not _fits(k, raw))]
-        if unusable:
+        infinite = [k for k, raw in st.session_state[PENDING].items() if k not in TEXT and any(map(_infinite, raw))]
+        if infinite:
             # Streamlit's integer number_input turns a URL's "inf" or "1e400" into an int before it checks the
-            # range: OverflowError, a traceback instead of the page. And the sidebar's numbers have no min/max
-            # (a value typed out of range is named and blocks Train), so a link's -3 latent dimensions would
-            # stand. Drop such values and run again with the URL without them: the notice names them, as any
-            # value a widget cannot take, and the defaults apply.
-            for key in unusable:
+            # range: OverflowError, a traceback instead of the page. Drop such values and run again with the
+            # URL without them (the notice still names them, as any value a widget cannot take).
+            for key in infinite:
                 _drop(key)
             st.rerun()
 
@@ -100,19 +95,6 @@ def describe(value) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value)) or "empty"
     return str(value)
-
-
-def _fits(key: str, raw: list[str]) -> bool:
-    """Whether a link's value for a numeric hyperparameter is of its kind and in its range."""
-    name = key.removeprefix("hp.")
-    if not key.startswith("hp.") or name not in FIELDS or FIELDS[name].kind not in ("int", "float", "optional_int"):
-        return True
-    try:
-        for r in raw:
-            check_number(name, r)
-    except ConfigError:
-        return False
-    return True
 
 
 def _infinite(raw: str) -> bool:

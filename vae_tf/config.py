@@ -183,15 +183,6 @@ class Config:
         return cls.from_dict(d)
 
 
-def check_number(name: str, value) -> None:
-    """Check one numeric field on its own, its kind and its range, as Config does (a shared link's value
-    is checked before any widget takes it); raises ConfigError naming the field."""
-    spec = FIELDS[name]
-    if spec.kind == "optional_int" and value in (None, ""):
-        return
-    _check_range(spec, _as_float(name, value) if spec.kind == "float" else _as_int(name, value))
-
-
 def _check_range(spec: FieldSpec, value, label: str | None = None):
     label = label or spec.name
     if isinstance(value, float) and not math.isfinite(value):

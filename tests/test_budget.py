@@ -64,3 +64,9 @@ def test_the_memory_estimate_holds_a_real_worker_within_a_quarter():
         proc.wait(60)
     estimate = training_cost(config, 784, 60_000).memory_mb
     assert 0.75 * estimate <= peak <= 1.25 * estimate, (peak, estimate)
+
+
+def test_the_bundled_sets_shape_is_known_without_loading_it(fashion):
+    from vae_tf.data import PUBLISHED_SHAPES
+
+    assert PUBLISHED_SHAPES["fashion_mnist"] == (len(fashion.x_train), fashion.image_shape)

@@ -9,7 +9,6 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import streamlit as st
 
 from vae_tf.runs import RunRef
 
@@ -132,21 +131,6 @@ STOPPABLE = ("ais", "q*", "bdmc")
 
 
 def progress_panel(jobs: dict[str, Job | None], key: str):
-    """Progress of the running jobs, each of AIS, q* and BDMC with its Stop, redrawn every 2 s without rerunning
-    the page; once none runs the page reruns to show the answers."""
-    running = {name: j for name, j in jobs.items() if j is not None and j.running}
-    if not running:
-        return
-
-    @st.fragment(run_every=2.0)
-    def panel():
-        if not any(j.running for j in running.values()):
-            st.rerun()
-        for name, j in running.items():
-            label, unit = LABELS[name]
-            left, right = st.columns([7, 1], vertical_alignment="center")
-            left.progress(j.fraction, text=widgets.job_text(label, j, unit) if j.running else f"{label}: done")
-            if name in STOPPABLE:
-                right.button("Stop", key=f"{key}.stop.{name}", on_click=j.cancel, disabled=not j.running,
-                             icon=":material/stop_circle:", help="Stop at the end of the current compiled call.")
-    panel()
+    """Progress of the running jobs, each of AIS, q* and BDMC with its Stop (widgets.poll_jobs)."""
+    widgets.poll_jobs({LABELS[n][0]: j for n, j in jobs.items()}, unit={LABELS[n][0]: LABELS[n][1] for n in jobs},
+                      stops={LABELS[n][0]: f"{key}.stop.{n}" for n in STOPPABLE})

@@ -23,7 +23,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from vae_tf import runs
 from vae_tf.config import Config
-from vae_tf.data import DataError
+from vae_tf.data import PUBLISHED_SHAPES, DataError
 
 from . import cache, server, session, sidebar, widgets, workers
 from .escape import md
@@ -203,8 +203,12 @@ def cost(config: Config) -> tuple[str, str | None]:
     from vae_tf.budget import training_cost
 
     try:
-        ds = cache.dataset(config.dataset)
-        c = training_cost(config, ds.num_pixels, len(ds.x_train), ds.image_shape)
+        if config.dataset in PUBLISHED_SHAPES:  # known without loading it (the Train page's first run stays light)
+            n, (h, w) = PUBLISHED_SHAPES[config.dataset]
+        else:
+            ds = cache.dataset(config.dataset)
+            n, (h, w) = len(ds.x_train), ds.image_shape
+        c = training_cost(config, h * w, n, (h, w))
     except (DataError, ValueError) as e:
         return "", md(e)
     max_mb, max_minutes, gflops = server.training_budget()

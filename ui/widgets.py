@@ -43,9 +43,10 @@ def job_text(label: str, job, unit: str = "images") -> str:
     return f"{label}: {job.done} of {job.total} {unit} (ETA {fmt_seconds(job.eta_seconds)})"
 
 
-def poll_jobs(jobs: dict, unit: str = "images", note: str = ""):
-    """Progress bars of running background jobs ({label: job}), redrawn every 2 s without rerunning the
-    page; once all are done the page reruns to show their answers."""
+def poll_jobs(jobs: dict, unit: str | dict = "images", note: str = "", stops: dict | None = None):
+    """Progress bars of running background jobs ({label: job}; unit: one for all, or {label: unit}), redrawn
+    every 2 s without rerunning the page; once all are done the page reruns to show their answers. stops:
+    {label: button key} for the jobs that get a Stop beside their bar."""
     running = {label: j for label, j in jobs.items() if j is not None and j.running}
     if not running:
         return
@@ -55,7 +56,15 @@ def poll_jobs(jobs: dict, unit: str = "images", note: str = ""):
         if not any(j.running for j in running.values()):
             st.rerun()
         for label, j in running.items():
-            st.progress(j.fraction, text=job_text(label, j, unit) + note)
+            text = (job_text(label, j, unit[label] if isinstance(unit, dict) else unit) + note if j.running
+                    else f"{label}: done")
+            if label not in (stops or {}):
+                st.progress(j.fraction, text=text)
+                continue
+            left, right = st.columns([7, 1], vertical_alignment="center")
+            left.progress(j.fraction, text=text)
+            right.button("Stop", key=stops[label], on_click=j.cancel, disabled=not j.running,
+                         icon=":material/stop_circle:", help="Stop at the end of the current compiled call.")
     progress()
 
 

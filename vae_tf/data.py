@@ -23,6 +23,7 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 MNIST_CLASSES = tuple(str(i) for i in range(10))
 TEST_BINARIZATION_SEED = 1234  # fixed across runs on purpose: every run is scored on the same bits
+PUBLISHED_SHAPES = {"fashion_mnist": (60_000, (28, 28)), "mnist": (60_000, (28, 28))}  # training images, H × W
 MAX_NPZ_BYTES = 200 * 2**20
 # The arrays once decompressed (a small .npz of zeros can hold gigabytes). Test images become float32, 4× their
 # uint8 size, once in the trainer and once in the app's cache: 128 MB keeps one upload near 1 GB at worst, and

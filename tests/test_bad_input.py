@@ -156,6 +156,13 @@ def test_every_sidebar_number_past_its_bound_is_named_and_blocks_training(lab, s
         at.number_input(key=f"hp.{name}").set_value(default).run()
 
 
+def test_a_run_over_the_visitors_disk_budget_is_refused_before_it_starts(lab, monkeypatch):
+    monkeypatch.setenv("VAE_LAB_VISITOR_DISK_MB", "1")
+    at = open_app()
+    assert at.button(key="train.go").disabled
+    assert "a visitor may keep 1 MB" in texts(at.error) and "would add about" in texts(at.error)
+
+
 def test_a_decimal_in_a_whole_number_field_is_named_not_rounded(lab):
     at = open_app(session={"hp.latent_dim": 2.5})
     assert "latent_dim must be a whole number; got 2.5" in texts(at.sidebar.error)

@@ -70,3 +70,16 @@ def test_the_bundled_sets_shape_is_known_without_loading_it(fashion):
     from vae_tf.data import PUBLISHED_SHAPES
 
     assert PUBLISHED_SHAPES["fashion_mnist"] == (len(fashion.x_train), fashion.image_shape)
+
+
+def test_the_disk_estimate_holds_a_saved_run(tmp_path, fashion):
+    from vae_tf import runs
+    from vae_tf.train import Trainer
+
+    config = Config(epochs=1, max_train_images=1024)
+    Trainer(config, fashion, tmp_path / "run").fit()
+    written = runs.folder_bytes(tmp_path / "run") / 2**20
+    assert 0.9 * written <= training_cost(config, 784, 60_000).disk_mb <= 1.1 * written
+    runs.set_owner(tmp_path / "run", "someone")
+    assert runs.owned_bytes(tmp_path, "someone") == runs.owned_bytes(tmp_path) == runs.folder_bytes(tmp_path / "run")
+    assert runs.owned_bytes(tmp_path, "another") == 0

@@ -40,3 +40,9 @@ def training_budget() -> tuple[float, float, float]:
     env = os.environ.get
     return (float(env("VAE_LAB_TRAINING_MB", "1500")), float(env("VAE_LAB_TRAINING_MINUTES", "60")),
             float(env("VAE_LAB_GFLOPS", "50")))
+
+
+def disk_budget() -> tuple[float, float]:
+    """(MB per visitor, MB for all visitors): what the runs trained in the app may occupy on disk
+    (VAE_LAB_VISITOR_DISK_MB, default 500; VAE_LAB_DISK_MB, default 4000; shipped runs do not count)."""
+    return float(os.environ.get("VAE_LAB_VISITOR_DISK_MB", "500")), float(os.environ.get("VAE_LAB_DISK_MB", "4000"))

@@ -220,7 +220,22 @@ def cost(config: Config) -> tuple[str, str | None]:
     if minutes > max_minutes:
         return took, (f"this run would take {took}; this server allows a training {max_minutes:g} minutes. Try "
                       "fewer epochs or training images, or a smaller model")
-    return took, None
+    return took, _disk_problem(c.disk_mb)
+
+
+def _disk_problem(adds_mb: float) -> str | None:
+    """Why the run would not fit the disk budget (the visitor's, then the server's), or None."""
+    per_visitor, everyone = server.disk_budget()
+    root = server.checkpoints_root()
+    mine, all_ = runs.owned_bytes(root, session.visitor()) / 2**20, runs.owned_bytes(root) / 2**20
+    if mine + adds_mb > per_visitor:
+        return (f"your runs take {mine:,.0f} MB on this server and this one would add about {adds_mb:,.0f} MB; a "
+                f"visitor may keep {per_visitor:,.0f} MB. Delete a run of yours first (make it the active run, then "
+                "'Delete the active run' under All runs)")
+    if all_ + adds_mb > everyone:
+        return (f"the runs trained on this server take {all_:,.0f} MB and this one would add about {adds_mb:,.0f} MB;"
+                f" the server keeps at most {everyone:,.0f} MB. Try again later, or a smaller model")
+    return None
 
 
 def current() -> TrainingJob | None:

@@ -15,6 +15,9 @@ memory of workers training MLPs from 1 M to 29 M parameters and from 128 to 16,3
 (tests/test_budget.py holds one such worker to its estimate).
 
 Work: 2 FLOPs per multiply-add, forward and twice that backward, for every image of every epoch.
+
+Disk: the run's weights and Adam's two moments (float32, stored uncompressed), and its history, a JSON row
+of four numbers per step.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ BASE_BYTES = 1100 * 2**20
 BYTES_PER_PARAMETER = 52
 BYTES_PER_ACTIVATION = 6.5
 BUNDLED_IMAGES = 60_000  # the bundled training set's images, counted in BASE
+BYTES_PER_HISTORY_STEP = 80  # one [step, elbo, recon, kl] row of history.json
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Cost:
     memory_mb: float  # peak resident memory of the training process
     gflop: float  # the whole training's arithmetic
     parameters: int
+    disk_mb: float = 0.0  # the run's folder once written
 
     def minutes(self, gflops: float) -> float:
         """At a sustained rate of `gflops` GFLOP/s."""
@@ -77,4 +82,5 @@ def training_cost(config: Config, num_pixels: int, num_train_images: int, image_
               + max(0, num_train_images - BUNDLED_IMAGES) * num_pixels)
     enc_macs, dec_macs = forward_macs(config, num_pixels, image_shape)
     gflop = 6 * (enc_macs + S * dec_macs) * n * config.epochs / 1e9
-    return Cost(memory / 2**20, gflop, params)
+    disk = 3 * 4 * params + BYTES_PER_HISTORY_STEP * -(-n // B) * config.epochs
+    return Cost(memory / 2**20, gflop, params, disk / 2**20)

@@ -19,7 +19,7 @@ from .files import (
     load_run, load_optimizer_state, remove_unsaved,
 )
 from .health import run_problem
-from .owners import owner_of, set_owner
+from .owners import folder_bytes, owned_bytes, owner_of, set_owner
 from .table import list_runs
 
 __all__ = [
@@ -28,5 +28,5 @@ __all__ = [
     "BAD_NAME", "CheckpointError", "Run", "RunRef", "check_run_name", "run_dir", "is_run", "run_names", "run_stamp",
     "atomic_write_bytes", "save_run", "mark_diverged", "mark_interrupted", "library_versions", "read_json",
     "read_npz", "read_config", "read_meta", "read_history", "read_summary", "load_run", "load_optimizer_state",
-    "remove_unsaved", "run_problem", "owner_of", "set_owner", "list_runs",
+    "remove_unsaved", "run_problem", "owner_of", "set_owner", "folder_bytes", "owned_bytes", "list_runs",
 ]

@@ -1,4 +1,4 @@
-"""Who trained a run in the app (owner.json; shipped and CLI runs have none)."""
+"""Who trained a run in the app (owner.json; shipped and CLI runs have none), and what a visitor's runs occupy."""
 from __future__ import annotations
 
 import json
@@ -18,3 +18,24 @@ def owner_of(path: Path | str | RunRef) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
     return owner if isinstance(owner, str) else None
+
+
+def folder_bytes(path: Path | str) -> int:
+    """The bytes of the regular files in a run folder (links are not followed)."""
+    total = 0
+    for p in Path(path).iterdir():
+        if p.is_file() and not p.is_symlink():
+            total += p.stat().st_size
+    return total
+
+
+def owned_bytes(root: Path | str, owner: str | None = None) -> int:
+    """The bytes of the run folders under root that `owner` trained, or, with owner None, of every run folder
+    that someone trained in the app (the shipped and CLI runs are the server's)."""
+    total = 0
+    for p in Path(root).iterdir() if Path(root).is_dir() else ():
+        if p.is_dir() and not p.is_symlink() and not p.name.startswith("."):
+            who = owner_of(p)
+            if who is not None and (owner is None or who == owner):
+                total += folder_bytes(p)
+    return total

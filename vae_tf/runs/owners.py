@@ -37,5 +37,8 @@ def owned_bytes(root: Path | str, owner: str | None = None) -> int:
         if p.is_dir() and not p.is_symlink() and not p.name.startswith("."):
             who = owner_of(p)
             if who is not None and (owner is None or who == owner):
-                total += folder_bytes(p)
+                try:
+                    total += folder_bytes(p)
+                except OSError:  # unreadable or gone meanwhile: it counts for nothing, and breaks nothing
+                    pass
     return total

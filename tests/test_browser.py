@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -566,3 +567,46 @@ def test_a_deep_link_opens_its_page_with_the_sidebar_on_a_fresh_server(browser, 
     finally:
         context.close()
         srv.stop()
+
+
+def test_a_server_killed_mid_training_restarts_with_every_run_listed_and_whole(browser, tmp_path_factory):
+    """SIGKILL of the server while a visitor's training runs. Its worker sees its stdin close, stops at the end
+    of its compiled call and saves; a new server on the same folder lists every run to the same visitor, the
+    killed one with its whole epochs (stopped), loadable, and no half-written file."""
+    root, uploads = tmp_path_factory.mktemp("killed"), tmp_path_factory.mktemp("uploads")
+    for name in ("fashion-default", "fashion-2d"):
+        shutil.copytree(REPO / "checkpoints" / name, root / name)
+    srv = Server(root, uploads, ARTIFACTS / "killed-server.log")
+    again = None
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        srv.wait_healthy()
+        pg = context.new_page()
+        open_app(pg, srv, link(LONG))
+        set_field(pg, "page.train.name", "browser-killed")
+        pg.locator(".st-key-train-go button").click()
+        wait_first_epoch(pg)
+        workers = srv.workers(training=False)  # the training's and the spare: both must end with the server
+        assert srv.workers(), "no training worker"
+        os.kill(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait(10)
+        deadline = time.monotonic() + 60
+        while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not [w for w in workers if Path(f"/proc/{w}").exists()], "a worker outlived its server"
+        m = meta(srv, "browser-killed")
+        assert m["status"] == "stopped" and 1 <= m["epochs_done"] < 60, m
+        assert not list((root / "browser-killed").glob(".*.tmp")), "a half-written file was left"
+        assert_run_loads(srv, "browser-killed")
+        again = Server(root, uploads, ARTIFACTS / "restarted-server.log")
+        again.wait_healthy()
+        pg2 = context.new_page()  # the same browser: the same visitor
+        open_app(pg2, again)
+        assert {"fashion-default", "fashion-2d", "browser-killed"} <= set(run_picker_options(pg2))  # own: listed
+        assert not errors(pg2), errors(pg2)
+        shot(pg2, "31-restarted-after-kill")
+    finally:
+        context.close()
+        srv.stop()
+        if again is not None:
+            again.stop()

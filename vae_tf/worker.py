@@ -29,8 +29,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _say(out, **event):
-    out.write(json.dumps(event, allow_nan=True) + "\n")
-    out.flush()
+    try:
+        out.write(json.dumps(event, allow_nan=True) + "\n")
+        out.flush()
+    except OSError:  # the server has gone (its end of the pipe closed): stdin's end stops the training, which saves
+        pass
 
 
 def _name_process(name: bytes):

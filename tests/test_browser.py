@@ -541,6 +541,34 @@ def test_twenty_trainings_in_a_row_leave_the_server_memory_flat(page, server):
     assert growth <= 100, rss
 
 
+def held_uploads_bytes(server) -> int:
+    """The bytes Streamlit's store of uploaded files holds now, as its metrics endpoint reports them."""
+    with urllib.request.urlopen(f"{server.url}/_stcore/metrics?families=cache_memory_bytes", timeout=10) as r:
+        text = r.read().decode()
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if "UploadedFileManager" in line and not line.startswith("#"))
+
+
+def test_a_refused_upload_gives_its_memory_back_at_once(page, server, tmp_path):
+    """Streamlit keeps an uploaded file in memory while its tab is open; the app drops a refused one (and an
+    accepted one, once written to uploads/) from that store in the upload's callback, and gives the heap's
+    freed pages back (ui/memory.py)."""
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(os.urandom(96 * 2**20))  # not a zip: refused
+    open_app(page, server)
+    server.wait_cpu_idle(timeout=120)
+    before = server.rss_mb()
+    page.locator(".st-key-page-train-upload input[type=file]").set_input_files(str(junk))
+    page.get_by_text("Upload not accepted").first.wait_for(timeout=60_000)
+    wait_ready(page)
+    page.wait_for_timeout(1000)
+    held, grown = held_uploads_bytes(server), server.rss_mb() - before
+    (ARTIFACTS / "memory-refused-upload.txt").write_text(
+        f"a refused 96 MB upload: Streamlit's upload store holds {held} bytes; server memory {grown:+.0f} MB\n")
+    assert held == 0, f"Streamlit still holds {held:,} bytes of uploads"
+    assert grown < 64, f"the server's memory grew {grown:+.0f} MB with a refused 96 MB upload"
+
+
 def test_the_server_stays_well_within_streamlit_cloud_memory(server):
     peak = server.peak_rss_mb()
     (ARTIFACTS / "memory.txt").write_text(f"peak resident memory of the streamlit server (VmHWM): {peak:.0f} MB\n")

@@ -23,6 +23,8 @@ from collections import OrderedDict
 from typing import Any
 from collections.abc import Callable, Hashable
 
+from . import memory
+
 MAX_FINISHED = 48
 MAX_RUNNING = int(os.environ.get("VAE_LAB_MAX_JOBS", "2"))
 ABANDON_SECONDS = float(os.environ.get("VAE_LAB_ABANDON_SECONDS", "60"))
@@ -96,6 +98,8 @@ class Job:
             self._fn = None
             self.seconds = time.perf_counter() - self.started
             self.finished.set()
+            if inside:
+                memory.give_back()  # a heavy job's intermediate arrays, freed but kept by the heap
 
     def report(self, done: int, total: int, *_):
         """Matches estimators.estimate_log_px's on_progress(done, total, seconds)."""

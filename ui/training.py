@@ -25,7 +25,7 @@ from vae_tf import runs
 from vae_tf.config import Config
 from vae_tf.data import PUBLISHED_SHAPES, DataError
 
-from . import cache, server, session, sidebar, widgets, workers
+from . import cache, memory, server, session, sidebar, widgets, workers
 from .escape import md
 from .session import flash
 
@@ -170,6 +170,7 @@ class TrainingJob:
             slots.release()
             runs.remove_unsaved(self.path)
             self.finished.set()
+            memory.give_back()  # what the training's thread allocated and freed
             workers.keep_ready()  # the next training's worker, now that this one no longer needs the cores
 
     def start(self, slots) -> TrainingJob:

@@ -4,12 +4,27 @@ from __future__ import annotations
 import hashlib
 
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from vae_tf.data import DataError, load_npz
 from vae_tf.runs import atomic_write_bytes
 
-from . import server, session
+from . import memory, server, session
 from .escape import md
+
+
+def release(f):
+    """Drop an uploaded file from Streamlit's store of uploads at once: it would otherwise stay there, in
+    memory, for as long as the tab is open (the widget then holds nothing; a refused file is never needed again,
+    and an accepted one has been written to uploads/), and give the memory back. Without Streamlit's runtime
+    (AppTest) there is no store."""
+    ctx = get_script_run_ctx(suppress_warning=True)
+    try:
+        Runtime.instance().uploaded_file_mgr.remove_file(ctx.session_id, f.file_id)
+    except (RuntimeError, AttributeError):
+        pass
+    memory.give_back()  # the request's buffers, freed but kept by the heap
 
 
 def on_upload(key: str = "page.train.upload"):
@@ -19,6 +34,7 @@ def on_upload(key: str = "page.train.upload"):
     if f is None:
         return
     data = f.getvalue()
+    release(f)
     try:
         ds = load_npz(data, name=f.name)
     except DataError as e:
@@ -45,6 +61,7 @@ def on_run_upload(key: str = "page.train.run_upload"):
     f = st.session_state.get(key)
     if f is None:
         return
+    release(f)
     root = server.checkpoints_root()
     stem = f.name.rsplit(".", 1)[0]
     name = (stem if runs.RUN_NAME_RE.fullmatch(stem) and not (root / stem).exists()

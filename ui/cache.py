@@ -18,7 +18,7 @@ from vae_tf import data, runs
 from vae_tf.config import DATASETS
 from vae_tf.runs import RunRef
 
-from . import jobs, server, session
+from . import jobs, lru, server, session
 
 IS_K = 5000  # importance samples per image for the per-image answers of the Posterior and Theory pages
 
@@ -34,16 +34,23 @@ def dataset(name: str) -> data.Dataset:
     return _dataset(name)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the data set…")
+@st.cache_resource
+def data_cache() -> lru.ByteLRU:
+    """Data sets and test sets, bounded by their bytes (VAE_LAB_DATA_CACHE_MB): an upload of 30,000 images of
+    64×64 is 131 MB as uint8 and 4 times that as the float32 test set."""
+    return lru.ByteLRU(server.data_cache_mb() * 2**20)
+
+
 def _dataset(name: str) -> data.Dataset:
-    return data.load_dataset(name)
+    return data_cache().get(("dataset", name), lambda: data.load_dataset(name))
 
 
-@st.cache_resource(max_entries=6, show_spinner=False)
 def test_set(name: str, likelihood: str) -> tuple[np.ndarray, np.ndarray | None]:
     """The test images in model space (flat float32; fixed binarization for Bernoulli) and labels."""
-    ds = dataset(name)
-    return ds.test_images(likelihood), ds.y_test
+    def make():
+        ds = dataset(name)
+        return ds.test_images(likelihood), ds.y_test
+    return data_cache().get(("test", name, likelihood), make)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the run…")

@@ -46,3 +46,8 @@ def disk_budget() -> tuple[float, float]:
     """(MB per visitor, MB for all visitors): what the runs trained in the app may occupy on disk
     (VAE_LAB_VISITOR_DISK_MB, default 500; VAE_LAB_DISK_MB, default 4000; shipped runs do not count)."""
     return float(os.environ.get("VAE_LAB_VISITOR_DISK_MB", "500")), float(os.environ.get("VAE_LAB_DISK_MB", "4000"))
+
+
+def data_cache_mb() -> float:
+    """What the server's cache of data sets and test sets may hold (VAE_LAB_DATA_CACHE_MB, default 512)."""
+    return float(os.environ.get("VAE_LAB_DATA_CACHE_MB", "512"))

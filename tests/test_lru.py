@@ -1,0 +1,51 @@
+"""ui.lru: a cache bounded by the bytes it holds, least recently used out first."""
+import threading
+
+import numpy as np
+
+from ui.lru import ByteLRU, nbytes
+
+
+def test_the_least_recently_used_go_until_the_rest_fit_the_bytes():
+    made = []
+    cache = ByteLRU(max_bytes=3000)
+
+    def make(name, n):
+        def run():
+            made.append(name)
+            return np.zeros(n, np.uint8)
+        return run
+
+    a = cache.get("a", make("a", 1000))
+    cache.get("b", make("b", 1000))
+    assert cache.get("a", make("a", 1000)) is a and made == ["a", "b"]  # held: not made again; a is now newest
+    cache.get("c", make("c", 1500))  # 3500 bytes: the least recently used, b, goes
+    assert "b" not in cache and "a" in cache and "c" in cache and cache.bytes == 2500
+    big = cache.get("big", make("big", 10_000))  # alone over the bound: kept, the rest dropped
+    assert big.nbytes == 10_000 and "big" in cache and "a" not in cache and cache.bytes == 10_000
+
+
+def test_sizes_count_every_array_inside_and_a_failed_make_holds_nothing():
+    from vae_tf.data import Dataset
+
+    ds = Dataset("x", np.zeros((10, 4, 4), np.uint8), np.zeros(10, np.int64), np.zeros((5, 4, 4), np.uint8), None, ())
+    assert nbytes(ds) == 160 + 80 + 80 and nbytes((np.zeros(3), [np.zeros(2, np.float32)])) == 32
+    cache = ByteLRU(100)
+
+    def boom():
+        raise ValueError("cannot load")
+    try:
+        cache.get("k", boom)
+    except ValueError:
+        pass
+    assert "k" not in cache and cache.bytes == 0
+
+
+def test_threads_asking_at_once_get_one_value_held():
+    cache, out = ByteLRU(10**6), []
+    threads = [threading.Thread(target=lambda: out.append(cache.get("k", lambda: np.ones(100)))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 8 and cache.bytes == 800 and all(np.array_equal(o, out[0]) for o in out)

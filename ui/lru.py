@@ -1,0 +1,52 @@
+"""A least-recently-used cache bounded by the bytes of what it holds, not by a count of entries: one uploaded
+data set can weigh as much as a hundred bundled ones. Thread-safe; one per server (ui.cache)."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+import numpy as np
+
+
+def nbytes(value) -> int:
+    """The bytes of the numpy arrays in a value: an array, a tuple or list of them, or a dataclass's fields."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return sum(nbytes(v) for v in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return sum(nbytes(getattr(value, f.name)) for f in fields(value))
+    return 0
+
+
+class ByteLRU:
+    def __init__(self, max_bytes: int, size_of: Callable[[Any], int] = nbytes):
+        self.max_bytes, self._size_of = int(max_bytes), size_of
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self.bytes = 0
+
+    def get(self, key: Hashable, make: Callable[[], Any]):
+        """The value for key, made (outside the lock) if it is not held; the least recently used values are
+        dropped until the rest fit max_bytes (the newest always stays, even alone over the bound)."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+        value = make()
+        size = self._size_of(value)
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = (value, size)
+                self.bytes += size
+            while self.bytes > self.max_bytes and len(self._items) > 1:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.bytes -= dropped
+        return value
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items

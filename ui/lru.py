@@ -1,5 +1,6 @@
-"""A least-recently-used cache bounded by the bytes of what it holds, not by a count of entries: one uploaded
-data set can weigh as much as a hundred bundled ones. Thread-safe; one per server (ui.cache)."""
+"""A least-recently-used cache bounded by the bytes of what it holds, not by a count of entries: an uploaded
+data set may weigh twice the bundled one, and its float32 test set four times its images. Thread-safe; one per
+server (ui.cache)."""
 from __future__ import annotations
 
 import threading

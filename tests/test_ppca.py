@@ -83,6 +83,10 @@ def test_the_shipped_linear_run_is_within_3_nats_of_its_ppca_optimum(fashion):
     vae = np.concatenate([exact.exact_log_px(run.model, xt[i:i + 2000]) for i in range(0, len(xt), 2000)]).mean()
     pp = exact.ppca_ml(fashion.train_images("gaussian"), run.config.latent_dim)
     best = pp.log_px(xt).mean()
+    # from the uint8 pixels scaled in batches (what the app does: no float copy of the training set), the same
+    same = exact.ppca_ml(fashion.x_train.reshape(len(fashion.x_train), -1), run.config.latent_dim, scale=1 / 255)
+    assert same.sigma == pytest.approx(pp.sigma, rel=1e-5) and same.log_px(xt[:100]) == pytest.approx(
+        pp.log_px(xt[:100]), abs=1e-3)
     print(f"shipped linear run: test log p(x) {vae:.2f}, PPCA {best:.2f} (σ {float(run.model.sigma.numpy()):.4f}, "
           f"PPCA {pp.sigma:.4f})")
     assert best - 3.0 < vae <= best + 0.5

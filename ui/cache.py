@@ -183,7 +183,8 @@ def ppca(dataset_name: str, latent_dim: int):
     """The maximum-likelihood linear-Gaussian model of a data set's training grey levels (exact.ppca_ml)."""
     from vae_tf import exact
 
-    return exact.ppca_ml(dataset(dataset_name).train_images("gaussian"), latent_dim)
+    x = dataset(dataset_name).x_train
+    return exact.ppca_ml(x.reshape(len(x), -1), latent_dim, scale=1 / 255)  # the Gaussian likelihood's grey levels
 
 
 @st.cache_data(max_entries=4, show_spinner="Probabilistic PCA's log p(x) of the test set…")

@@ -81,14 +81,15 @@ class PPCA:
         return np.concatenate([marginal.log_prob(x[i:i + batch]).numpy() for i in range(0, len(x), batch)])
 
 
-def ppca_ml(x, latent_dim: int, batch: int = 10_000) -> PPCA:
+def ppca_ml(x, latent_dim: int, batch: int = 10_000, scale: float = 1.0) -> PPCA:
     """The maximum-likelihood linear-Gaussian model of the data x (N, D), in closed form (Tipping & Bishop 1999):
     with S = (1/N) Σ (x − x̄)(x − x̄)ᵀ and its eigenvalues λ₁ ≥ … ≥ λ_D (eigenvectors U),
 
         μ = x̄,   σ² = (1/(D − d)) Σ_{j>d} λ_j,   W = U_d (Λ_d − σ²I)^½
 
     (up to a rotation of W, which leaves p(x) unchanged). A linear VAE's ELBO has the same global optimum
-    (Lucas et al. 2019), so this is what training it should reach."""
+    (Lucas et al. 2019), so this is what training it should reach. The data are x · scale (uint8 pixels with
+    scale 1/255 are the Gaussian likelihood's grey levels, without a float copy of the training set)."""
     x = np.asarray(x)
     n, D = x.shape
     d = int(latent_dim)
@@ -96,11 +97,11 @@ def ppca_ml(x, latent_dim: int, batch: int = 10_000) -> PPCA:
         raise ValueError(f"latent_dim must be between 1 and {D - 1}; got {latent_dim}")
     mean = np.zeros(D)
     for i in range(0, n, batch):
-        mean += np.asarray(x[i:i + batch], np.float64).sum(0)
+        mean += np.asarray(x[i:i + batch], np.float64).sum(0) * scale
     mean /= n
     S = np.zeros((D, D))
     for i in range(0, n, batch):  # in batches: a float64 copy of all of x need not exist
-        r = np.asarray(x[i:i + batch], np.float64) - mean
+        r = np.asarray(x[i:i + batch], np.float64) * scale - mean
         S += r.T @ r
     lam, U = np.linalg.eigh(S / n)  # ascending
     lam, U = lam[::-1], U[:, ::-1]

@@ -304,10 +304,12 @@ def link(values: dict) -> str:
     return "?" + urlencode({f"hp.{k}": v for k, v in values.items()})
 
 
-def start_training(pg, values: dict, name: str):
-    """Press Train; while the previous test's training is still handing back its slot, press it again."""
+def start_training(pg, server, values: dict, name: str):
+    """Press Train; while the previous test's training is still handing back its slot, press it again. Then
+    until the sidebar shows its progress, or (a tiny run on a quick machine) that it has already trained."""
     set_config(pg, values, name)
-    progress = pg.get_by_text(re.compile(r"epoch [\d.]+ of \d+|starting: loading the data|compiling the")).first
+    started = pg.get_by_text(re.compile(r"epoch [\d.]+ of \d+|starting: loading the data|compiling the"
+                                        rf"|Trained {re.escape(name)}")).first
     busy = pg.get_by_text("Another training is running")
     for _ in range(10):
         pg.locator(".st-key-train-go button").click()
@@ -315,7 +317,18 @@ def start_training(pg, values: dict, name: str):
         if not busy.count():
             break
         pg.wait_for_timeout(2000)
-    progress.wait_for(timeout=60_000)  # the sidebar's progress
+    try:
+        started.wait_for(timeout=60_000)
+    except Exception:  # say what the page showed instead: an alert, an exception, or nothing at all
+        shot(pg, f"no-progress-{name}")
+        alerts = pg.locator('[data-testid^="stAlertContent"], [data-testid="stException"]').all_inner_texts()
+        sidebar = pg.locator('[data-testid="stSidebarUserContent"]').inner_text()[:600]
+        pytest.fail(f"no progress 60 s after Train. Alerts: {alerts}; sidebar: {sidebar!r}; "
+                    f"{runs_of(server)}; server log:\n{server.tail(20)}", pytrace=False)
+
+
+def runs_of(server) -> str:
+    return "run folders: " + ", ".join(sorted(p.name for p in server.root.iterdir()))
 
 
 def wait_first_epoch(pg, timeout: float = 90_000):
@@ -416,7 +429,7 @@ def test_a_link_with_an_infinite_number_opens_the_page_with_a_notice(page, serve
 
 def test_training_a_tiny_run_adds_it_to_the_runs(page, server):
     open_app(page, server)
-    start_training(page, TINY, "browser-tiny")
+    start_training(page, server, TINY, "browser-tiny")
     page.get_by_text("Trained browser-tiny").first.wait_for(timeout=120_000)
     wait_ready(page)
     shot(page, "20-trained")
@@ -457,7 +470,7 @@ def test_closing_the_tab_mid_training_stops_it_and_keeps_a_whole_run(browser, se
 
 def test_stop_keeps_the_epochs_already_done_and_a_second_session_waits(page, browser, server):
     open_app(page, server)
-    start_training(page, LONG, "browser-stopped")  # also shows the closed tab's training slot was released
+    start_training(page, server, LONG, "browser-stopped")  # also shows the closed tab's training slot was released
     # another visitor, in another browser session, asks for a training meanwhile
     other = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg2 = other.new_page()
@@ -491,7 +504,7 @@ def test_a_training_goes_on_while_the_visitor_looks_around(page, browser, server
     """Pages switch and a sidebar value changes while the run trains: it finishes with every epoch, is the
     visitor's, and another visitor neither sees it by default nor may delete it."""
     open_app(page, server)
-    start_training(page, {**TINY, "max_train_images": "16384", "epochs": "3"}, "browser-bg")
+    start_training(page, server, {**TINY, "max_train_images": "16384", "epochs": "3"}, "browser-bg")
     set_field(page, "hp.beta", "2.00")  # the next run's settings change; this one goes on
     go_to(page, server, "Reconstructions", "reconstructions")
     shot(page, "24-reconstructions-while-training")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -543,14 +544,18 @@ def test_an_upload_named_with_markdown_is_named_as_text(lab):
     assert_literal(said)
 
 
-def test_a_run_whose_config_names_a_file_outside_the_uploads_is_not_loaded(lab, tmp_path):
-    """config.json may be edited by hand: the server still reads no .npz but its own uploads."""
-    root, _ = lab
+@pytest.mark.parametrize("named", ["absolute", "uploads/../"])
+def test_a_run_whose_config_names_a_file_outside_the_uploads_is_not_loaded(lab, tmp_path, named):
+    """config.json may be edited by hand: the server still reads no .npz but its own uploads, whether it is named
+    by a path or by a name that climbs out of the uploads folder."""
+    root, uploads = lab
     outside = tmp_path / "secret.npz"
     outside.write_bytes(npz_bytes(x_train=GOOD, x_test=GOOD))
+    shutil.rmtree(root / "points-outside", ignore_errors=True)
     shutil.copytree(root / "tiny-1d", root / "points-outside")
     config = json.loads((root / "points-outside" / "config.json").read_text())
-    config["dataset"] = str(outside)
+    config["dataset"] = (str(outside) if named == "absolute"
+                         else "uploads/" + os.path.relpath(outside, uploads))
     (root / "points-outside" / "config.json").write_text(json.dumps(config))
     at = open_app(run="points-outside", page="pages/reconstructions.py")
     no_exception(at)

@@ -9,7 +9,6 @@ functions that need it, so a page that needs none draws before TensorFlow has lo
 from __future__ import annotations
 
 import atexit
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -27,11 +26,17 @@ IS_K = 5000  # importance samples per image for the per-image answers of the Pos
 def dataset(name: str) -> data.Dataset:
     """fashion_mnist, mnist (may raise DataError offline) or an .npz uploaded to this server. A file anywhere
     else (a config.json or link that names one) is refused: the server reads no file a visitor names."""
-    if name not in DATASETS:
-        path = Path(name).resolve()
-        if path.parent != server.uploads_root() or path.suffix != ".npz":
-            raise data.DataError(f"the data set {Path(name).name!r} is not among this server's uploads")
-    return _dataset(name)
+    return _dataset(data_file(name))
+
+
+def data_file(name: str) -> str:
+    """What data.load_dataset reads for the data set `name`: the built-in name, or the upload's file."""
+    if name in DATASETS:
+        return name
+    try:
+        return str(server.upload_path(name))
+    except ValueError as e:
+        raise data.DataError(str(e)) from None
 
 
 @st.cache_resource
@@ -50,7 +55,7 @@ def test_set(name: str, likelihood: str) -> tuple[np.ndarray, np.ndarray | None]
     def make():
         ds = dataset(name)
         return ds.test_images(likelihood), ds.y_test
-    return data_cache().get(("test", name, likelihood), make)
+    return data_cache().get(("test", data_file(name), likelihood), make)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the run…")

@@ -28,6 +28,24 @@ def uploads_root() -> Path:
     return Path(os.environ.get("VAE_LAB_UPLOADS") or REPO / "uploads").resolve()
 
 
+UPLOAD_PREFIX = "uploads/"  # a run names its uploaded data "uploads/<sha256[:16]>.npz", never by a server path
+
+
+def upload_name(path: Path) -> str:
+    """The name a run and a link give an upload kept in uploads_root(): the same on every server."""
+    return UPLOAD_PREFIX + path.name
+
+
+def upload_path(name: str) -> Path:
+    """The file of an upload named `name` ("uploads/….npz"; a run trained before names its absolute path).
+    Anything that does not resolve to an .npz directly inside uploads_root() is refused (ValueError)."""
+    path = uploads_root() / name[len(UPLOAD_PREFIX):] if name.startswith(UPLOAD_PREFIX) else Path(name)
+    path = path.resolve()
+    if path.parent != uploads_root() or path.suffix != ".npz":
+        raise ValueError(f"the data set {Path(name).name!r} is not among this server's uploads")
+    return path
+
+
 def max_concurrent_trainings() -> int:
     """Trainings allowed at once across all sessions (VAE_LAB_MAX_TRAININGS, default one: 2 shared cores)."""
     return max(1, int(os.environ.get("VAE_LAB_MAX_TRAININGS", "1")))

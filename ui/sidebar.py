@@ -147,10 +147,11 @@ def _run_glance(summary: dict):
     st.sidebar.caption(" · ".join(parts) + (f" · **{status}**" if status and status != "complete" else ""))
 
 
-def dataset_label(name: str) -> str:
+def dataset_label(name: str, uploads: dict | None = None) -> str:
+    """fashion_mnist, or "upload: <its file name as uploaded>" (uploads: {name: file name}, else this session's)."""
     if name in DATASETS:
         return name
-    uploads = st.session_state.get(session.UPLOADS, {})
+    uploads = st.session_state.get(session.UPLOADS, {}) if uploads is None else uploads
     return f"upload: {uploads.get(name, Path(name).name)}"
 
 
@@ -166,7 +167,9 @@ def _widget(spec, disabled: bool):
         options = list(DATASETS) + [p for p in st.session_state[session.UPLOADS] if p not in DATASETS]
         if st.session_state.get(key) not in options:
             options.append(st.session_state[key])
-        return st.selectbox("data set", options, index=options.index(default), format_func=dataset_label, **kw)
+        uploads = dict(st.session_state[session.UPLOADS])  # the labels as of this run (format_func runs later too)
+        return st.selectbox("data set", options, index=options.index(default),
+                            format_func=lambda n: dataset_label(n, uploads), **kw)
     # No min/max on the numbers and whole numbers taken as typed (2.5 stays 2.5): a value out of range or not
     # whole reaches Config, which names it, and Train stays disabled until it is fixed. Nothing is clamped.
     if spec.kind == "int":

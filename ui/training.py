@@ -150,7 +150,8 @@ class TrainingJob:
             proc = workers.take()
             self.pid = proc.pid
             proc.stdin.write(json.dumps({"config": self.config.to_dict(), "run_dir": str(self.path),
-                                         "resume": self.resume}) + "\n")
+                                         "resume": self.resume, "data": cache.data_file(self.config.dataset)})
+                             + "\n")
             proc.stdin.flush()
             watcher = threading.Thread(target=self._watch, args=(proc,), daemon=True)
             watcher.start()

@@ -45,8 +45,9 @@ def on_upload(key: str = "page.train.upload"):
     path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.npz"  # same content, same file
     if not path.exists():
         atomic_write_bytes(path, data)
-    st.session_state.setdefault(session.UPLOADS, {})[str(path)] = f.name
-    st.session_state["hp.dataset"] = str(path)
+    name = server.upload_name(path)  # by its name in the uploads folder: no server path in a run or a link
+    st.session_state.setdefault(session.UPLOADS, {})[name] = f.name
+    st.session_state["hp.dataset"] = name
     h, w = ds.image_shape
     labels = f", {len(ds.class_names)} classes" if ds.class_names else ", no labels"
     st.session_state[session.UPLOAD_RESULT] = (

@@ -8,7 +8,8 @@ memory takes nothing else down.
 The worker imports TensorFlow and the library first and says {"event": "ready"}, so that a server
 can start one ahead of need (ui/workers.py) and a click trains without waiting for the imports; once
 it has its request the process is named vae-lab-train (ps, top).
-stdin, first line: {"config": {...}, "run_dir": "...", "resume": false}; any later line "stop" asks
+stdin, first line: {"config": {...}, "run_dir": "...", "resume": false, "data": "..."} (data: the file to read
+for config's data set, when the server keeps it elsewhere; optional); any later line "stop" asks
 the training to stop after its current compiled call (the Trainer then saves what it has). stdin
 closed before a request: the server has gone, and the worker exits.
 stdout, one JSON object a line: {"event": "ready"}, {"event": "start", "total_steps", "steps_per_epoch"}, then
@@ -72,7 +73,7 @@ def main() -> int:
     threading.Thread(target=_listen, args=(stop,), daemon=True).start()
     try:
         config = Config.from_dict(request["config"])
-        dataset = load_dataset(config.dataset)
+        dataset = load_dataset(request.get("data") or config.dataset)  # an upload's file; its name stays in config
         trainer = Trainer(config, dataset, request["run_dir"], resume=bool(request.get("resume")))
         _say(out, event="start", total_steps=trainer.total_steps, steps_per_epoch=trainer.steps_per_epoch)
         result = trainer.fit(on_step=lambda r: _say(out, event="step", **asdict(r)),

@@ -562,3 +562,14 @@ def test_a_run_whose_config_names_a_file_outside_the_uploads_is_not_loaded(lab, 
     assert "is not among this server's uploads" in texts(at.error)
     assert str(tmp_path) not in texts(at.error)
     assert not at.get("plotly_chart")
+
+
+def test_an_upload_is_found_by_its_name_or_by_a_run_from_befores_absolute_path(tmp_path, monkeypatch):
+    from ui import server
+
+    monkeypatch.setenv("VAE_LAB_UPLOADS", str(tmp_path))
+    kept = (tmp_path / "0123456789abcdef.npz").resolve()
+    assert server.upload_path(server.upload_name(kept)) == kept == server.upload_path(str(kept))
+    for bad in ("uploads/../x.npz", "/etc/x.npz", "uploads/sub/x.npz", "uploads/x.txt", str(tmp_path / "x.txt")):
+        with pytest.raises(ValueError, match="not among this server's uploads"):
+            server.upload_path(bad)

@@ -72,6 +72,7 @@ def test_the_bundled_sets_shape_is_known_without_loading_it(fashion):
     assert PUBLISHED_SHAPES["fashion_mnist"] == (len(fashion.x_train), fashion.image_shape)
 
 
+@pytest.mark.slow  # several seconds: the quick run leaves it out
 def test_the_disk_estimate_holds_a_saved_run(tmp_path, fashion):
     from vae_tf import runs
     from vae_tf.train import Trainer

@@ -112,6 +112,7 @@ def test_runs_lists_the_run(trained, capsys):
     assert "cli-run" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # several seconds: the quick run leaves it out
 def test_resume_extends_a_run(trained, npz, capsys, tmp_path):
     copy = tmp_path / "resumed"
     shutil.copytree(trained[1], copy)

@@ -125,6 +125,7 @@ def test_ppca_spectrum_of_data_with_known_covariance():
     np.testing.assert_allclose(kl, [0.5 * math.log(16), 0.5 * math.log(4), 0, 0, 0], atol=1e-12)
 
 
+@pytest.mark.slow  # several seconds: the quick run leaves it out
 def test_evaluate_json_reports_active_units_kl_per_dim_and_mutual_information(npz, tmp_path):
     from vae_tf.__main__ import main
 

@@ -214,6 +214,7 @@ def test_quadrature_and_exact_kl_against_closed_form_for_a_1d_latent():
     assert out["exact_kl_q_posterior"] == pytest.approx(kl.mean(), abs=1e-9)
 
 
+@pytest.mark.slow  # several seconds: the quick run leaves it out
 def test_2d_importance_sampling_matches_grid(model2d):
     model, x, grids = model2d
     grid = np.array([g.log_px for g in grids])
@@ -370,6 +371,7 @@ def test_standard_error_matches_the_spread_over_16_seeds(tiny4d):
     np.testing.assert_allclose(ests[0].iwae_mc_var[:, -1], ests[0].log_px_mc_stderr ** 2)
 
 
+@pytest.mark.slow  # several seconds: the quick run leaves it out
 def test_paired_standard_error_matches_the_spread_of_the_difference_over_seeds(tiny4d):
     """Two runs on the same images: 16 repeats of the whole comparison, each on 40 images of its own and with its
     own seed. The spread of the mean difference over the repeats matches the paired SE sd(d)/√n each reports,

@@ -3,6 +3,8 @@ their place; a job stopped while it waits never computes. Plain threads, no Stre
 import threading
 import time
 
+import pytest
+
 from ui.jobs import Jobs
 
 
@@ -44,6 +46,7 @@ def test_a_job_stopped_while_it_waits_never_computes():
     assert c.finished.wait(5) and c.result == "after"
 
 
+@pytest.mark.slow  # several seconds: the quick run leaves it out
 def test_a_job_whose_every_asking_tab_has_closed_is_cancelled_and_the_servers_own_are_not():
     open_tabs, asking = {"s1", "s2"}, ["s1"]
     jobs = Jobs(asker=lambda: asking[0], is_active=lambda sid: sid in open_tabs, abandon_seconds=0.5)

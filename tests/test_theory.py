@@ -81,6 +81,7 @@ def test_reference_is_exact_for_a_linear_gaussian_model(tiny_dataset):
 
 
 # -- the true posterior on the shipped 2-D run -------------------------------------------------------------
+@pytest.mark.slow  # several seconds: the quick run leaves it out
 def test_grid_kl_equals_the_estimators_gap_where_q_fits(two_d):
     model, x = two_d
     g = exact.grid_posterior(model, x[0], n=101, max_n=201, tol=1e-2)
@@ -135,6 +136,7 @@ def test_prior_proposal_is_worth_a_draw_or_two(default):
 
 
 # -- IWAE training ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # several seconds: the quick run leaves it out
 def test_an_iwae_trained_run_has_l_k_above_its_elbo(tiny_dataset):
     from vae_tf.train import Trainer
 

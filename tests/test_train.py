@@ -46,6 +46,7 @@ def full(tmp_path_factory, tiny_dataset):
     return result, steps, epochs, untrained
 
 
+@pytest.mark.slow  # several seconds: the quick run leaves it out
 def test_test_elbo_improves(full):
     result, _, epochs, untrained = full
     elbos = [e.test_elbo for e in epochs]
@@ -215,6 +216,7 @@ def test_resume_with_more_epochs_continues(full, tiny_dataset, tmp_path):
     assert runs.load_run(run_dir).config.epochs == 4
 
 
+@pytest.mark.slow  # several seconds: the quick run leaves it out
 @pytest.mark.parametrize("network, layer, attr, message", [
     # NaN logits: the loss itself is NaN at the very step.
     ("decoder", "dec_out", "bias",
@@ -267,6 +269,7 @@ def test_train_refuses_an_existing_run(full, tiny_dataset, tmp_path):
         train(CFG, tiny_dataset, tmp_path)
 
 
+@pytest.mark.slow  # several seconds: the quick run leaves it out
 def test_kl_warmup_weight_rises_linearly(tiny_dataset):
     cfg = CFG.replace(epochs=5, kl_warmup_epochs=4, beta=2.0, max_train_images=64)
     result = train(cfg, tiny_dataset)

@@ -67,14 +67,7 @@ def app_timings(timeout: float = 120) -> dict:
         return {"error": "playwright not installed (pip install -r requirements-test.txt)"}
     if not (REPO / "app.py").exists() or not all(runs.is_run(REPO / "checkpoints" / n) for n in SHIPPED):
         return {"error": "app.py or a shipped run is missing"}
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    root = Path(tempfile.mkdtemp(prefix="vae_lab_bench_"))
-    for name in SHIPPED:
-        shutil.copytree(REPO / "checkpoints" / name, root / "checkpoints" / name)
+    port, root = server_place("vae_lab_bench_")
     t0 = time.perf_counter()
     proc = _start_server(root, port)
     out = {}
@@ -108,6 +101,19 @@ def app_timings(timeout: float = 120) -> dict:
             proc.kill()
         shutil.rmtree(root, ignore_errors=True)
     return out
+
+
+def server_place(prefix: str) -> tuple[int, Path]:
+    """A free local port, and a temporary folder with copies of the shipped runs under checkpoints/."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    for name in SHIPPED:
+        shutil.copytree(REPO / "checkpoints" / name, root / "checkpoints" / name)
+    return port, root
 
 
 def _start_server(root: Path, port: int, preexec=None) -> subprocess.Popen:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import REPO
-from .app import SHIPPED, _rendered_at, _start_server
+from .app import _rendered_at, _start_server, server_place
 
 CAP_MB = 2700
 CGROUP = Path("/sys/fs/cgroup/memory")
@@ -175,14 +175,7 @@ class Visitor(threading.Thread):
 def stage(visitors: int, acts: tuple[str, ...] = (), rounds: int = 2, cap_mb: int = CAP_MB,
           render_timeout: float = 180) -> dict:
     """A fresh server under the cap, `visitors` at once (the first len(acts) of them act first)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    root = Path(tempfile.mkdtemp(prefix="vae_lab_load_"))
-    for name in SHIPPED:
-        shutil.copytree(REPO / "checkpoints" / name, root / "checkpoints" / name)
+    port, root = server_place("vae_lab_load_")
     with MemoryCap(cap_mb) as cap:
         proc = _start_server(root, port, preexec=cap.join if cap else None)
         try:

@@ -326,6 +326,25 @@ def test_a_diverging_run_shows_the_library_message_and_saves_nothing(lab):
     assert at.selectbox(key="run.active").value == "fashion-default" and not at.info
 
 
+def test_a_training_that_ends_while_the_sidebar_draws_is_reported_on_that_visit(lab, monkeypatch):
+    """The race CI met once: the job ended after the script run's finalize() looked at it and before the sidebar
+    drew its progress, and the page showed neither progress nor outcome until the next click."""
+    from ui import cache, session, training
+    from vae_tf.config import Config
+
+    root, _ = lab
+    at = open_app()
+    job = training.TrainingJob("tiny-race", root / "tiny-race", Config())
+    job.outcome, job.message = "failed", "the worker could not start"
+    job.finished.set()
+    cache.trainings().put(at.session_state[session.VISITOR], job)
+    real, calls = training.finalize, []
+    monkeypatch.setattr(training, "finalize", lambda: real() if calls else calls.append(1))  # the first: too early
+    at.run()
+    assert calls and "Cannot train: the worker could not start" in texts(at.error)
+    assert cache.trainings().get(at.session_state[session.VISITOR]) is None  # reported once, then gone
+
+
 def test_a_second_training_is_refused_while_one_runs(lab):
     from ui import cache
 

@@ -34,8 +34,10 @@ def sidebar(slot):
     the visitor follows it, when a new epoch has been saved (at most every FOLLOW_SECONDS, so that a page
     has time to draw between two epochs)."""
     job = current()
-    if job is None or not job.running:
+    if job is None:
         return
+    if not job.running:  # it ended after this script run's finalize() (a quick run, a slow sidebar): report it now
+        st.rerun()
     seen, since = job.saved_epochs, time.monotonic()
 
     @st.fragment(run_every=POLL_SECONDS)

@@ -1,6 +1,7 @@
 """Benchmark: vae_tf against straightforward baselines, side by side in one process.
 
-    python -m benchmarks [--repeats 5] [--quick] [--skip-app] [--skip-bounds] [--skip-end-to-end] [--skip-load] [--json]
+    python -m benchmarks [--repeats 5] [--quick] [--skip-app] [--skip-bounds] [--skip-end-to-end] [--skip-distributed]
+    [--skip-load] [--json]
     (or: python -m vae_tf bench)
 
 1. The ceiling: sustained float32 GFLOP/s of TensorFlow's own matmul kernels on exactly the
@@ -28,6 +29,8 @@
 6. How tight is the bound (bounds.py): AIS at its defaults on the shipped default run's first 100 test
    images (seconds, leapfrog gradient evaluations/s and % of their matmuls' ceiling), the BDMC sandwich
    at the same settings, and the per-image q* optimisation of the same images.
+6b. Past one machine (distributed.py): the default training in one process and in a two-process
+   MultiWorkerMirrored cluster on localhost, images/s side by side.
 7. Under load (load.py): a fresh server in a 2.7 GB memory cgroup, as Cloud runs one, with 1, then 6
    visitors and a training, then 8 visitors, a training and two estimates, a refused maximal training and a
    131 MB upload (headless Chromiums on the same cores): page renders p50/p95, the first opens, the
@@ -54,6 +57,7 @@ from .app import run_app
 from .bounds import run_bounds, target_lines
 from .calibration import TARGET_COVER, TARGET_RATIO, run_calibration
 from .end_to_end import TARGET_RATIO as E2E_TARGET
+from .distributed import run_distributed
 from .end_to_end import run_end_to_end
 from .load import run_load
 from .load import target_lines as load_targets
@@ -74,6 +78,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-app", action="store_true", help="skip the app's cold start and page switches")
     ap.add_argument("--skip-bounds", action="store_true", help="skip AIS, BDMC and q* (bounds.py; ~5 minutes)")
     ap.add_argument("--skip-end-to-end", action="store_true", help="skip the whole-process trainings (~2 minutes)")
+    ap.add_argument("--skip-distributed", action="store_true", help="skip one process against a two-process "
+                    "MultiWorkerMirrored cluster (distributed.py; ~2 minutes)")
     ap.add_argument("--skip-load", action="store_true", help="skip 1, 6 and 8 visitors under a memory cap (load.py; "
                     "~15 minutes)")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON line")
@@ -100,6 +106,8 @@ def main(argv=None) -> int:
         run_end_to_end(args.quick, res)
     run_importance_sampling(cfg, ds, args.quick, args.repeats, res, mem)
     run_calibration(ds, args.quick, res)
+    if not args.skip_distributed:
+        run_distributed(res)
     if not args.skip_bounds:
         run_bounds(cfg, ds, args.quick, args.repeats, res)
     if not args.skip_app:
@@ -147,6 +155,10 @@ def print_targets(res: dict, args):
             value = res.get(key)
             shown = "not measured" if value is None else f"{value:.2f} {unit}"
             print(f"  {what} ≤ {target:g} {unit}: {shown} {met(value, target, False)}")
+    if not args.skip_distributed:
+        scaling = res.get("dist_scaling")
+        print("  the two-process MultiWorkerMirrored figure beside the one-process one: "
+              + (f"{scaling:.2f}× met" if scaling is not None else "not measured NOT met"))
     for line in load_targets(res):
         print(line)
 

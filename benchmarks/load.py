@@ -40,22 +40,31 @@ MAXIMUM = ("?hp.latent_dim=256&hp.hidden=4096,4096,4096,4096&hp.batch_size=4096&
 
 class MemoryCap:
     """A cgroup v1 memory limit that the server and every worker it starts are held to (children inherit
-    it), as Cloud holds the container; None where the controller cannot be written (not root, no v1)."""
+    it), as Cloud holds the container, with a cpuacct group beside it that counts their CPU time; None where
+    the controllers cannot be written (not root, no v1)."""
 
     def __init__(self, mb: int):
         self.mb, self.path = mb, CGROUP / f"vae-lab-bench-{os.getpid()}"
+        self.cpu = CGROUP.parent / "cpuacct" / self.path.name
 
     def __enter__(self) -> MemoryCap | None:
         try:
             self.path.mkdir()
             (self.path / "memory.limit_in_bytes").write_text(str(self.mb * 2**20))
+            self.cpu.mkdir()
         except OSError:
             return None
         return self
 
     def join(self):
-        """preexec_fn of the server: it enters the cgroup before it execs."""
-        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        """preexec_fn of the server: it enters the cgroups before it execs."""
+        for group in (self.path, self.cpu):
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of the server and its workers, those that have ended included."""
+        return int((self.cpu / "cpuacct.usage").read_text()) / 1e9
 
     def _read(self, name: str) -> str:
         return (self.path / name).read_text()
@@ -76,11 +85,12 @@ class MemoryCap:
                 os.kill(int(pid), signal.SIGKILL)
 
     def __exit__(self, *exc):
-        for _ in range(50):  # its processes take a moment to leave once killed
-            with contextlib.suppress(OSError):
-                self.path.rmdir()
-                return
-            time.sleep(0.1)
+        for group in (self.path, self.cpu):
+            for _ in range(50):  # its processes take a moment to leave once killed
+                with contextlib.suppress(OSError):
+                    group.rmdir()
+                    break
+                time.sleep(0.1)
 
 
 def big_upload(path: Path) -> Path:
@@ -180,10 +190,12 @@ def stage(visitors: int, acts: tuple[str, ...] = (), rounds: int = 2, cap_mb: in
         proc = _start_server(root, port, preexec=cap.join if cap else None)
         try:
             _wait_listening(port, proc)
+            busy0, server0 = machine_cpu_seconds(), cap.cpu_seconds if cap else 0.0
             out = crowd(f"http://127.0.0.1:{port}/", visitors, acts, rounds, render_timeout)
             out["server_alive"] = proc.poll() is None
             if cap is not None:
-                out.update(cap_mb=cap_mb, peak_mb=cap.peak_mb, oom_kills=cap.oom_kills)
+                out.update(cap_mb=cap_mb, peak_mb=cap.peak_mb, oom_kills=cap.oom_kills,
+                           server_cpu_s=cap.cpu_seconds - server0, machine_cpu_s=machine_cpu_seconds() - busy0)
         finally:
             proc.kill()
             proc.wait(15)
@@ -213,6 +225,12 @@ def crowd(url: str, visitors: int, acts: tuple[str, ...], rounds: int, render_ti
                 first_open_max_s=max(v.first_open for v in people),
                 page_p95_s={t: float(np.percentile(r, 95)) for t, r in per_page.items()},
                 errors=[e for v in people for e in v.errors], acted=[v.acted for v in people if v.acted])
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def order(v: int, pages: int) -> list[int]:
@@ -258,6 +276,10 @@ def report(one: dict, six: dict, eight: dict) -> str:
     for label, s in (("1 visitor", one), ("6 visitors + a training", six),
                      ("8 visitors + a training, 2 estimates, a refused maximum, a 131 MB upload", eight)):
         peak = f"; peak {s['peak_mb']:,.0f} MB, OOM kills {s['oom_kills']}" if "peak_mb" in s else ""
+        if s.get("machine_cpu_s"):
+            peak += (f"; the server and its workers used {s['server_cpu_s']:,.0f} of the machine's "
+                     f"{s['machine_cpu_s']:,.0f} busy CPU-seconds ({s['server_cpu_s'] / s['machine_cpu_s']:.0%}; "
+                     "the rest: the visitors' Chromiums)")
         nan = float("nan")
         buf.write(f"  {label}: {s.get('renders', 0)} renders, p50 {s.get('p50_s', nan):.2f} s, p95 "
                   f"{s.get('p95_s', nan):.2f} s; slowest first open {s.get('first_open_max_s', nan):.1f} s; server "

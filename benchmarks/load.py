@@ -138,7 +138,8 @@ class Visitor(threading.Thread):
             page.get_by_text("Training in the background").first.wait_for(timeout=120_000)
             return "training"
         if self.act.startswith("log-px?"):  # ESTIMATE, or one of another size
-            page.get_by_role("button", name="Estimate").click()
+            page.get_by_role("button", name="Estimate").click()  # then wait for it to start, as a person would
+            page.get_by_text(re.compile("Estimating log p|waiting its turn")).first.wait_for(timeout=180_000)
             return "estimate asked"
         if self.act == MAXIMUM:
             refused = page.get_by_text("Cannot train: this run would need").first

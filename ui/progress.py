@@ -31,19 +31,26 @@ def progress_text(job: TrainingJob) -> str:
 
 def sidebar(slot):
     """The visitor's training in the sidebar, redrawn every second; the page reruns when it ends, and, while
-    the visitor follows it, when a new epoch has been saved (at most every FOLLOW_SECONDS, so that a page
-    has time to draw between two epochs)."""
+    the visitor follows it, when a new epoch has been saved — FOLLOW_SECONDS after the page had finished
+    drawing at the soonest, so that the visitor always has a drawn page to read and leave (counted from the
+    sidebar's draw instead, a page slower to draw than an epoch was rerun as soon as it was done, and a click
+    on another page could wait for the training's end)."""
     job = current()
     if job is None:
         return
     if not job.running:  # it ended after this script run's finalize() (a quick run, a slow sidebar): report it now
         st.rerun()
-    seen, since = job.saved_epochs, time.monotonic()
+    seen, state = job.saved_epochs, {"runs": 0, "drawn": None}
 
     @st.fragment(run_every=POLL_SECONDS)
     def progress():
         job.beat()
-        fresh = following(job) and job.saved_epochs != seen and time.monotonic() - since >= FOLLOW_SECONDS
+        now = time.monotonic()
+        state["runs"] += 1
+        if state["runs"] == 2:  # the first run on the timer, after the inline one: the page has been drawn by now
+            state["drawn"] = now
+        fresh = (following(job) and job.saved_epochs != seen and state["drawn"] is not None
+                 and now - state["drawn"] >= FOLLOW_SECONDS)
         if not job.running or fresh:
             st.rerun()
         fraction = job.last.get("step", 0) / max(job.total_steps, 1)

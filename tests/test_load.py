@@ -22,5 +22,8 @@ def test_three_visitors_a_training_and_an_estimate_under_the_cloud_memory_cap():
     assert not out["errors"], out["errors"]
     assert out["renders"] == 3 * 11, out  # every page, every visitor
     assert out["acted"][:2] == ["training", "estimate asked"], out["acted"]
+    # A switch clicked as the training's end (or a followed epoch) reran the page is dropped by Streamlit (that
+    # rerun replaces the pending page): the visitor clicks again, as a person would; counted, and rare.
+    assert out["lost_clicks"] <= 2, out
     if "peak_mb" in out:  # a cgroup held the server and its workers: Cloud would not have killed it
         assert out["oom_kills"] == 0 and out["peak_mb"] < load.CAP_MB, out

@@ -33,14 +33,15 @@ def start(root: str) -> Job | None:
 
         try:
             run = runs.load_run(ref.path, name=name)
-            x = data.load_dataset(run.config.dataset).test_images(run.config.likelihood)
+            ds = data.load_dataset(run.config.dataset)
+            x = ds.test_images(run.config.likelihood)
         except Exception as e:  # only a head start: the pages compute (and report) it themselves
             _log.warning("could not pre-compute the default answers for %s: %s", name, e)
             return None
         q, first = bounds.DEFAULT, (estimates.DEFAULT_IMAGES, estimates.DEFAULT_K, estimates.DEFAULT_SEED)
         steps = (lambda: [estimates.start_estimate(run.model, x, ref, q.n, q.k, q.seed, registry)],
                  lambda: [estimates.start_estimate(run.model, x, ref, *first, registry)],
-                 lambda: theory_page(ref, run.model, x, root),
+                 lambda: theory_page(ref, run.model, x, root, (run.config.dataset, ds)),
                  lambda: list(bounds.start(run.model, x, ref, q, registry).values()))
         for begin in steps:
             for j in begin():
@@ -52,9 +53,10 @@ def start(root: str) -> Job | None:
     return registry.start(("prewarm", root), warm, label="prewarm", heavy=False)  # it only waits on its jobs
 
 
-def theory_page(ref: RunRef, model, x, root: str) -> list:
+def theory_page(ref: RunRef, model, x, root: str, loaded: tuple) -> list:
     """The Theory page's numbers of test image 0 for the default run, and the shipped linear-Gaussian run's beside
-    them (pages/theory.py's calls, argument for argument); nothing to wait for afterwards."""
+    them (pages/theory.py's calls, argument for argument); nothing to wait for afterwards. loaded: (name, data set) of
+    the default run's data, already loaded: the linear-Gaussian run's too, unless it was trained on another."""
     from vae_tf import data, runs
 
     try:
@@ -64,7 +66,8 @@ def theory_page(ref: RunRef, model, x, root: str) -> list:
         if server.GAUSSIAN_RUN in catalog.names(Path(root)):
             gref = RunRef.of(server.GAUSSIAN_RUN, root)
             g = runs.load_run(gref.path, name=gref.name)
-            gx = data.load_dataset(g.config.dataset).test_images(g.config.likelihood)
+            gds = loaded[1] if g.config.dataset == loaded[0] else data.load_dataset(g.config.dataset)
+            gx = gds.test_images(g.config.likelihood)
             cache.exact_log_px(gref, g.model, gx)
             cache.ppca_test_log_px(g.config.dataset, g.config.latent_dim)
             cache.derivation(gref, 0, cache.IS_K, 0, g.model, gx)

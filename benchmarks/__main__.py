@@ -17,8 +17,9 @@
    same-results check: the Trainer's fast path against its plain reference path, same seed, beside
    a control (the reference path with other matmul kernels) that shows how far round-off alone goes.
 3. Importance sampling image·samples/s at K = 5000: vae_tf's chunked estimator against a one-shot
-   implementation (decode all K × N draws at once) on as many images as the one-shot holds, with
-   the same draws so that the answers must agree; then K = 5000 on 1000 test images.
+   implementation (decode all K × N draws of 10 images at once, TFP's own Bernoulli) on 100 test images,
+   with the same draws so that the answers must agree; rounds on a quiet machine, then rounds beside one
+   CPU-burning process per core (a busy machine), each round's ratio printed; then K = 5000 on 1000 images.
 4. Error bars: log p̂_K's reported standard error against its spread over 16 seeds, on the shipped
    default run's first 20 test images at K = 2000, beside the delta method's (calibration.py).
 2b. End to end (end_to_end.py): a fresh `vae_tf` training process against the textbook script's, on the
@@ -138,6 +139,8 @@ def print_targets(res: dict, args):
               f"{met(res['e2e_ratio'], E2E_TARGET)}")
     print(f"  importance sampling ≥ {TARGETS['is_ratio']}× the one shot: {res['is_ratio']:.2f}× "
           f"{met(res['is_ratio'], TARGETS['is_ratio'])}")
+    print(f"  importance sampling ≥ {TARGETS['is_ratio']}× the one shot in every round, quiet and busy: lowest "
+          f"{res['is_min_round_ratio']:.2f}× {met(res['is_min_round_ratio'], TARGETS['is_ratio'])}")
     lo, hi = TARGET_RATIO
     print(f"  error bars: SD over seeds / SE within {lo}–{hi}: {res['calib_ratio']:.2f} "
           f"{'met' if lo <= res['calib_ratio'] <= hi else 'NOT met'}; ±2 SE covers ≥ {TARGET_COVER:.0%}: "

@@ -174,6 +174,30 @@ def test_bernoulli_log_likelihood_by_hand(bern, x_bits):
     np.testing.assert_allclose(bern.likelihood(z).mean().numpy(), p, rtol=1e-5)
 
 
+@pytest.mark.parametrize("x_kind", ["bits", "grey"])
+def test_one_pass_bernoulli_is_tfps_bernoulli(x_kind):
+    """BernoulliLogits' x·s − softplus(s) against TFP's own two-softplus form, values and gradients, over logits
+    from −60 to 60 (where either softplus term alone is 0 or the logit itself) and binary or grey x."""
+    import tensorflow_probability as tfp
+
+    rng = np.random.default_rng(7)
+    logits = tf.constant(np.concatenate([rng.normal(0, 4, (6, 50)), np.linspace(-60, 60, 300).reshape(6, 50)], 1),
+                         tf.float32)
+    x = rng.random((6, 100)) < 0.4 if x_kind == "bits" else rng.random((6, 100))
+    x = tf.constant(x, tf.float32)
+
+    def both(dist):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            lp = tfp.distributions.Independent(dist(logits=logits, dtype=tf.float32), 1).log_prob(x)
+        return lp.numpy(), tape.gradient(lp, logits).numpy()
+
+    (ours, d_ours), (tfps, d_tfp) = both(M.BernoulliLogits), both(tfp.distributions.Bernoulli)
+    np.testing.assert_allclose(ours, tfps, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(d_ours, d_tfp, atol=1e-6)  # x − σ(s)
+    np.testing.assert_allclose(d_ours, x.numpy() - 1 / (1 + np.exp(-logits.numpy())), atol=1e-6)
+
+
 @pytest.mark.parametrize("num_samples", [1, 6])
 def test_elbo_terms_assemble_the_bound(bern, x_bits, num_samples):
     s = seed(11, 3)

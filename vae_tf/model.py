@@ -23,6 +23,22 @@ SCALE_FLOOR = 1e-4  # q's std never reaches 0, so log q(z|x) stays finite
 SIGMA_FLOOR = 1e-3  # same for a learned decoder σ
 
 
+class BernoulliLogits(tfd.Bernoulli):
+    """tfd.Bernoulli with its log-density in one pass over the logits s:
+
+        log p(x | s) = x·log σ(s) + (1 − x)·log(1 − σ(s)) = x·s − softplus(s)
+
+    (log σ(s) = −softplus(−s), log(1 − σ(s)) = −softplus(s), and softplus(s) − softplus(−s) = s). TFP
+    computes both softplus terms and masks each with multiply_no_nan, twice the elementwise work per
+    pixel; the decoder's 784 pixels × every sample make that a large share of a training step and of
+    importance sampling (benchmarks: the training and IS rows). Same density for finite logits, which a
+    network gives (TFP's form also handles s = ±∞)."""
+
+    def _log_prob(self, event):
+        s = tf.convert_to_tensor(self._logits)
+        return tf.cast(event, s.dtype) * s - tf.math.softplus(s)
+
+
 class VAE:
     """Encoder (MLP or conv) → N(μ, diag(s²)); prior N(0, I); MLP, affine or conv decoder → Bernoulli or
     Gaussian. image_shape (H, W) is needed by conv networks only (a square one is inferred from num_pixels)."""
@@ -54,7 +70,7 @@ class VAE:
         out = self.decoder(tf.reshape(z, [-1, self.config.latent_dim]))
         out = tf.reshape(out, tf.concat([lead, [self.num_pixels]], 0))
         if self.config.likelihood == "bernoulli":
-            return tfd.Independent(tfd.Bernoulli(logits=out, dtype=tf.float32), reinterpreted_batch_ndims=1)
+            return tfd.Independent(BernoulliLogits(logits=out, dtype=tf.float32), reinterpreted_batch_ndims=1)
         return tfd.Independent(tfd.Normal(loc=out, scale=self.sigma), reinterpreted_batch_ndims=1)
 
     @property

@@ -49,3 +49,22 @@ def test_threads_asking_at_once_get_one_value_held():
     for t in threads:
         t.join()
     assert len(out) == 8 and cache.bytes == 800 and all(np.array_equal(o, out[0]) for o in out)
+
+
+def test_loaded_runs_are_counted_by_their_weights_history_and_compiled_functions():
+    """ui.cache's run cache: bounded by bytes (a big run weighs what eight small ones do), its size per run the
+    float32 weights of weights.npz, four times history.json's bytes and COMPILED_MB."""
+    from ui import cache
+    from vae_tf import runs
+
+    path = runs.run_dir("fashion-vae5")
+    run = runs.load_run(path)
+    with np.load(path / runs.WEIGHTS_FILE) as w:
+        weights = sum(w[k].size for k in w.files if k != runs.STEPS_KEY)
+    expected = 4 * weights + 4 * (path / runs.HISTORY_FILE).stat().st_size + cache.COMPILED_MB * 2**20
+    assert cache.run_bytes(run) == expected
+
+    held = ByteLRU(2.5 * expected, size_of=cache.run_bytes)
+    for name in ("fashion-vae5", "fashion-iwae5", "fashion-linear-gaussian"):
+        held.get(name, lambda name=name: runs.load_run(runs.run_dir(name)))
+    assert "fashion-vae5" not in held and "fashion-iwae5" in held and "fashion-linear-gaussian" in held

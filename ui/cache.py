@@ -58,9 +58,24 @@ def test_set(name: str, likelihood: str) -> tuple[np.ndarray, np.ndarray | None]
     return data_cache().get(("test", data_file(name), likelihood), make)
 
 
-@st.cache_resource(max_entries=8, show_spinner="Loading the run…")
+COMPILED_MB = 12  # what a loaded run's compiled functions (estimators, encoder, decoder) add: README, Memory
+
+
+@st.cache_resource
+def run_cache() -> lru.ByteLRU:
+    """Loaded runs, bounded by their bytes (VAE_LAB_RUN_CACHE_MB): a run trained at the training budget's
+    limit holds ~30 M parameters, 120 MB of weights, so eight by count could hold a gigabyte."""
+    return lru.ByteLRU(server.run_cache_mb() * 2**20, size_of=run_bytes)
+
+
+def run_bytes(run: runs.Run) -> int:
+    """A loaded run's memory: its float32 weights, its history as read, and its compiled functions."""
+    return 4 * run.model.num_parameters() + runs.history_bytes(run.path) + COMPILED_MB * 2**20
+
+
 def run(ref: RunRef) -> runs.Run:
-    return runs.load_run(ref.path, name=ref.name)
+    """The run `ref`, loaded once per server (its stamp in the key: a run rewritten on disk loads afresh)."""
+    return run_cache().get(("run", ref), lambda: runs.load_run(ref.path, name=ref.name))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -66,6 +66,11 @@ def disk_budget() -> tuple[float, float]:
     return float(os.environ.get("VAE_LAB_VISITOR_DISK_MB", "500")), float(os.environ.get("VAE_LAB_DISK_MB", "4000"))
 
 
+def run_cache_mb() -> float:
+    """What the server's cache of loaded runs may hold (VAE_LAB_RUN_CACHE_MB, default 256)."""
+    return float(os.environ.get("VAE_LAB_RUN_CACHE_MB", "256"))
+
+
 def data_cache_mb() -> float:
     """What the server's cache of data sets and test sets may hold (VAE_LAB_DATA_CACHE_MB, default 512)."""
     return float(os.environ.get("VAE_LAB_DATA_CACHE_MB", "512"))

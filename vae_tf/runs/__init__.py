@@ -15,8 +15,8 @@ from .files import (
     FORMAT, FORMAT_VERSION, DEFAULT_ROOT, RUN_NAME_RE, CONFIG_FILE, META_FILE, HISTORY_FILE, WEIGHTS_FILE,
     OPTIMIZER_FILE, OWNER_FILE, RUN_FILES, TMP_SUFFIX, STEPS_KEY, REQUIRED_WEIGHTS, BAD_NAME, CheckpointError, Run,
     RunRef, check_run_name, run_dir, is_run, run_names, run_stamp, atomic_write_bytes, save_run, mark_diverged,
-    mark_interrupted, library_versions, read_json, read_npz, read_config, read_meta, read_history, read_summary,
-    load_run, load_optimizer_state, remove_unsaved,
+    mark_interrupted, library_versions, read_json, read_npz, read_config, read_meta, read_history, history_bytes,
+    read_summary, load_run, load_optimizer_state, remove_unsaved,
 )
 from .health import run_problem
 from .owners import folder_bytes, owned_bytes, owner_of, set_owner
@@ -27,6 +27,7 @@ __all__ = [
     "WEIGHTS_FILE", "OPTIMIZER_FILE", "OWNER_FILE", "RUN_FILES", "TMP_SUFFIX", "STEPS_KEY", "REQUIRED_WEIGHTS",
     "BAD_NAME", "CheckpointError", "Run", "RunRef", "check_run_name", "run_dir", "is_run", "run_names", "run_stamp",
     "atomic_write_bytes", "save_run", "mark_diverged", "mark_interrupted", "library_versions", "read_json",
-    "read_npz", "read_config", "read_meta", "read_history", "read_summary", "load_run", "load_optimizer_state",
-    "remove_unsaved", "run_problem", "owner_of", "set_owner", "folder_bytes", "owned_bytes", "list_runs",
+    "read_npz", "read_config", "read_meta", "read_history", "history_bytes", "read_summary", "load_run",
+    "load_optimizer_state", "remove_unsaved", "run_problem", "owner_of", "set_owner", "folder_bytes", "owned_bytes",
+    "list_runs",
 ]

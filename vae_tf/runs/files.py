@@ -263,6 +263,15 @@ def read_history(path: Path | str | RunRef) -> dict:
     return history
 
 
+def history_bytes(path: Path | str | RunRef) -> int:
+    """About what a run's history takes in memory once read: 4 × history.json's bytes (each number a Python
+    float of 24 bytes and a list's 8-byte pointer, against its ~10 characters of JSON); 0 if it is missing."""
+    try:
+        return 4 * (_path(path) / HISTORY_FILE).stat().st_size
+    except OSError:
+        return 0
+
+
 def read_summary(run: Path | str | RunRef) -> dict:
     """Config (as a dict), meta and final epoch of a run, from its JSON files only: no model, no TensorFlow."""
     path = _path(run)

@@ -407,6 +407,68 @@ def test_a_run_name_taken_by_a_broken_folder_is_refused_and_the_folder_kept(lab)
     assert snapshot(root / "truncated-weights") == before
 
 
+# -- a read-only checkpoints folder ------------------------------------------------------------------------
+def _refuse_writes_under(root: Path, monkeypatch):
+    """What the kernel does to a user who is not root in a folder without write permission: creating,
+    opening for writing or renaming anything under root fails with PermissionError. The test runs as root
+    here (root writes through any permission), so it refuses those calls itself; as another user the
+    chmod alone does it."""
+    import builtins
+    import errno
+
+    def guard(path):
+        if Path(os.path.abspath(path)).is_relative_to(root):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    real = {name: getattr(os, name) for name in ("mkdir", "open", "replace", "rename")}
+    real_open = builtins.open
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+    monkeypatch.setattr(os, "mkdir", lambda p, *a, **k: (guard(p), real["mkdir"](p, *a, **k))[1])
+    monkeypatch.setattr(os, "open", lambda p, flags, *a, **k: (guard(p) if flags & writing else None,
+                                                               real["open"](p, flags, *a, **k))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b, **k: (guard(b), real["replace"](a, b, **k))[1])
+    monkeypatch.setattr(os, "rename", lambda a, b, **k: (guard(b), real["rename"](a, b, **k))[1])
+
+    def open_(file, mode="r", *a, **k):
+        if isinstance(file, (str, Path)) and any(c in mode for c in "wax+"):
+            guard(file)
+        return real_open(file, mode, *a, **k)
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)
+
+
+def test_a_read_only_checkpoints_folder_is_said_at_train_and_every_page_still_works(tmp_path_factory, monkeypatch):
+    """Train says the folder is not writable (no traceback, no server path); the sidebar and Train stay usable,
+    the shipped runs still open on every page, and nothing is written."""
+    root = make_lab(tmp_path_factory, SHIPPED)
+    monkeypatch.setenv("VAE_LAB_CHECKPOINTS", str(root))
+    before = snapshot(root)
+    modes = {p: p.stat().st_mode for p in [root, *root.rglob("*")]}
+    for p in [root, *root.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        if os.geteuid() == 0:
+            _refuse_writes_under(root, monkeypatch)
+        at = open_app(session={"hp.max_train_images": 512, "hp.hidden": "32", "hp.epochs": 1,
+                               "page.train.name": "cannot-write"}, check=True)
+        at.button(key="train.go").click().run()
+        no_exception(at)
+        said = texts(at.error)
+        assert "Cannot write the run: the checkpoints folder is not writable (Permission denied)" in said, said
+        assert str(root) not in said and "Traceback" not in said
+        assert not at.button(key="train.go").disabled and not at.number_input(key="hp.epochs").disabled
+        assert at.selectbox(key="run.active").options[:1] and not at.sidebar.error
+        for page in PAGES[1:]:
+            at.switch_page(page).run()
+            no_exception(at)
+        assert not (root / "cannot-write").exists()
+    finally:
+        monkeypatch.undo()
+        for p, mode in modes.items():
+            p.chmod(mode)
+    assert snapshot(root) == before
+
+
 # -- a closed tab, two sessions ----------------------------------------------------------------------------
 def test_a_tab_closed_before_the_first_step_leaves_no_folder_and_frees_the_slot(lab, monkeypatch):
     """A training whose visitor has gone (no page polled it for ABANDON_SECONDS) stops; with no step done it

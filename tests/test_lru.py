@@ -41,14 +41,38 @@ def test_sizes_count_every_array_inside_and_a_failed_make_holds_nothing():
     assert "k" not in cache and cache.bytes == 0
 
 
-def test_threads_asking_at_once_get_one_value_held():
+def test_threads_asking_at_once_get_one_value_made_once():
+    made, start = [], threading.Event()
+
+    def make():
+        made.append(1)
+        start.wait(1.0)  # the others ask while this one is still making it
+        return np.ones(100)
     cache, out = ByteLRU(10**6), []
-    threads = [threading.Thread(target=lambda: out.append(cache.get("k", lambda: np.ones(100)))) for _ in range(8)]
+    threads = [threading.Thread(target=lambda: out.append(cache.get("k", make))) for _ in range(8)]
     for t in threads:
         t.start()
+    start.set()
     for t in threads:
         t.join()
-    assert len(out) == 8 and cache.bytes == 800 and all(np.array_equal(o, out[0]) for o in out)
+    assert len(out) == 8 and len(made) == 1 and cache.bytes == 800 and all(o is out[0] for o in out)
+
+
+def test_a_key_being_made_does_not_hold_up_another():
+    slow_started, release = threading.Event(), threading.Event()
+
+    def slow():
+        slow_started.set()
+        release.wait(5.0)
+        return np.ones(1)
+    cache = ByteLRU(10**6)
+    t = threading.Thread(target=lambda: cache.get("slow", slow))
+    t.start()
+    slow_started.wait(5.0)
+    assert cache.get("fast", lambda: np.zeros(1)).tolist() == [0.0] and "slow" not in cache
+    release.set()
+    t.join()
+    assert "slow" in cache
 
 
 def test_loaded_runs_are_counted_by_their_weights_history_and_compiled_functions():

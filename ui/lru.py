@@ -28,24 +28,36 @@ class ByteLRU:
         self.max_bytes, self._size_of = int(max_bytes), size_of
         self._lock = threading.Lock()
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._making: dict[Hashable, threading.Lock] = {}
         self.bytes = 0
 
     def get(self, key: Hashable, make: Callable[[], Any]):
-        """The value for key, made (outside the lock) if it is not held; the least recently used values are
-        dropped until the rest fit max_bytes (the newest always stays, even alone over the bound)."""
+        """The value for key, made if it is not held: by one caller at a time per key (others asking for it
+        wait for that one: two threads building the same Keras model at once is neither cheap nor safe), while
+        other keys are served. The least recently used values are then dropped until the rest fit max_bytes
+        (the newest always stays, even alone over the bound). A make that raises holds nothing."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key][0]
-        value = make()
-        size = self._size_of(value)
-        with self._lock:
-            if key not in self._items:
-                self._items[key] = (value, size)
-                self.bytes += size
-            while self.bytes > self.max_bytes and len(self._items) > 1:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self.bytes -= dropped
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            with self._lock:
+                if key in self._items:  # made by the caller this one waited for
+                    self._items.move_to_end(key)
+                    return self._items[key][0]
+            try:
+                value = make()
+                size = self._size_of(value)
+                with self._lock:
+                    self._items[key] = (value, size)
+                    self.bytes += size
+                    while self.bytes > self.max_bytes and len(self._items) > 1:
+                        _, (_, dropped) = self._items.popitem(last=False)
+                        self.bytes -= dropped
+            finally:
+                with self._lock:
+                    self._making.pop(key, None)
         return value
 
     def __contains__(self, key: Hashable) -> bool:

@@ -55,7 +55,8 @@ SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian", "fashion-
 APP_TEST_FILES = {"test_app.py", "test_bad_input.py", "test_pages_explore.py"}
 # Library tests of several seconds each (annealing, optimising q*, convolutions, two-process clusters, PPCA runs):
 SLOW_FILES = {"test_ais.py", "test_gap.py", "test_conv.py", "test_distribute.py", "test_ppca.py"}
-SLOW_TESTS = {"test_stop_then_resume_matches_uninterrupted_run", "test_python_dash_m_train",
+SLOW_TESTS = {"test_stop_then_resume_matches_uninterrupted_run",
+              "test_a_kill_inside_the_epoch_end_write_leaves_the_last_whole_epoch", "test_python_dash_m_train",
               "test_bench_runs_the_benchmark_outside_the_library", "test_stop_lands_at_the_end_of_the_current_call",
               "test_iwae_and_learned_sigma_train", "test_fast_path_matches_one_step_eager_path",
               "test_same_seed_same_run_different_seed_different", "test_interrupt_saves_the_steps_done"}

@@ -367,3 +367,62 @@ def test_runs_needs_no_tensorflow():
                          cwd=runs.DEFAULT_ROOT.parent)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# -- a kill inside the epoch-end checkpoint write -------------------------------------------------------------
+# The worker (python -m vae_tf.worker), made to stop in its second checkpoint once the new weights, Adam's
+# moments and the history are staged beside the old files, before any is renamed: the test kills it there
+# (SIGKILL, as the OOM killer or a killed server would).
+_PAUSED_WORKER = r"""
+import runpy, sys, time
+from vae_tf.runs import files
+real, saves = files._staged, []
+def staged(path, data):
+    tmp = real(path, data)
+    saves.append(path.name)
+    if path.name == files.HISTORY_FILE and saves.count(files.WEIGHTS_FILE) == 2:
+        sys.stderr.write("IN THE WRITE\n")
+        sys.stderr.flush()
+        time.sleep(600)
+    return tmp
+files._staged = staged
+runpy.run_module("vae_tf.worker", run_name="__main__")
+"""
+
+
+def test_a_kill_inside_the_epoch_end_write_leaves_the_last_whole_epoch(tmp_path):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    path = tmp_path / "killed-in-write"
+    config = Config(hidden=(32,), latent_dim=2, epochs=4, max_train_images=512, seed=3)
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.Popen([sys.executable, "-c", _PAUSED_WORKER], cwd=repo, env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(json.dumps({"config": config.to_dict(), "run_dir": str(path), "resume": False}) + "\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 240
+        for line in proc.stderr:  # TensorFlow's log lines, then ours
+            if "IN THE WRITE" in line or time.monotonic() > deadline:
+                break
+        assert "IN THE WRITE" in line, "the worker never reached its second checkpoint"
+        os.kill(proc.pid, 9)
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+    left = sorted(p.name for p in path.glob(f".*{runs.TMP_SUFFIX}"))
+    assert [n.split(".")[1] for n in left] == ["history", "optimizer", "weights"], left  # staged, never renamed
+    meta, history = runs.read_meta(path), runs.read_history(path)
+    assert meta["status"] == "training" and meta["epochs_done"] == 1 and len(history["epochs"]) == 1
+    with np.load(path / runs.WEIGHTS_FILE) as w:
+        assert int(w[runs.STEPS_KEY]) == meta["steps_done"]  # epoch 1's weights, not the staged epoch 2's
+    ref = RunRef.of(path.name, tmp_path)
+    assert runs.run_problem(ref) is None and list(list_runs(tmp_path)["name"]) == [path.name]
+    assert load_run(path).meta["steps_done"] == meta["steps_done"]
+    # what the server does when it finds the worker gone: marked, its last whole epoch kept, the staged files gone
+    runs.mark_interrupted(path, "the training process ended unexpectedly (exit code -9)")
+    meta = runs.read_meta(path)
+    assert meta["status"] == "interrupted" and meta["epochs_done"] == 1 and not list(path.glob(".*"))
+    assert load_run(path).meta["steps_done"] == meta["steps_done"]

@@ -122,6 +122,22 @@ def run_stamp(name: str, root: Path | str = DEFAULT_ROOT) -> int:
 def atomic_write_bytes(path: Path, data: bytes):
     """Write to a temporary file in the same directory, fsync, then rename over `path`."""
     path = Path(path)
+    _commit({path: _staged(path, data)})
+
+
+def _commit(staged: dict[Path, str]):
+    """Rename each staged file over its path, in order; on a failure the staged files not yet renamed go."""
+    try:
+        for path, tmp in staged.items():
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in staged.values():
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _staged(path: Path, data: bytes) -> str:
+    """data in a temporary file beside path (fsynced, never read as a run file), for a rename over path."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide shipped runs from other users
@@ -129,10 +145,10 @@ def atomic_write_bytes(path: Path, data: bytes):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -144,25 +160,36 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def save_run(path: Path, model, config: Config, history: dict, meta: dict, optimizer=None):
-    """Write a run, weights first and meta.json last. meta's "created" is kept from the run's earlier
-    meta.json, or set now for a new run."""
+    """Write a run: every file staged first (serialised and fsynced beside its name, the slow part), then all
+    renamed into place back to back, meta.json last. A kill while staging leaves the last epoch's files
+    whole and consistent (and temporary files no reader opens); only a kill within the renames, a few
+    system calls, can leave newer weights beside the older meta.json (load_run then trusts the weights'
+    own step count). meta's "created" is kept from the run's earlier meta.json, or set now for a new run."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     weights = model.named_weights()
     weights[STEPS_KEY] = np.asarray(meta.get("steps_done", 0), np.int64)
-    atomic_write_bytes(path / WEIGHTS_FILE, _npz_bytes(weights))
+    files = {WEIGHTS_FILE: _npz_bytes(weights)}
     if optimizer is not None and optimizer.built:
-        opt = {f"{i:04d}:{v.path}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
-        atomic_write_bytes(path / OPTIMIZER_FILE, _npz_bytes(opt))
-    config_path = path / CONFIG_FILE
+        files[OPTIMIZER_FILE] = _npz_bytes({f"{i:04d}:{v.path}": np.asarray(v.numpy())
+                                            for i, v in enumerate(optimizer.variables)})
     config_text = config.to_json()
-    if not config_path.exists() or config_path.read_text() != config_text:
-        atomic_write_bytes(config_path, config_text.encode())
-    atomic_write_bytes(path / HISTORY_FILE, json.dumps(history).encode())
+    if not (path / CONFIG_FILE).exists() or (path / CONFIG_FILE).read_text() != config_text:
+        files[CONFIG_FILE] = config_text.encode()
+    files[HISTORY_FILE] = json.dumps(history).encode()
     created = meta.get("created") or (read_json(path / META_FILE).get("created") if is_run(path) else None)
     full_meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                  "versions": library_versions(), **meta, "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    atomic_write_bytes(path / META_FILE, json.dumps(full_meta, indent=2).encode())
+    files[META_FILE] = json.dumps(full_meta, indent=2).encode()  # last: a folder with meta.json is a run
+    staged = {}
+    try:
+        for name, data in files.items():
+            staged[path / name] = _staged(path / name, data)
+    except BaseException:
+        for tmp in staged.values():
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    _commit(staged)
 
 
 def mark_diverged(path: Path | str | RunRef, message: str) -> dict:

@@ -6,7 +6,7 @@ URL, its body a function run through ui.links.run_page) and one st.Page line in 
 """
 import streamlit as st
 
-from ui import links, prewarm, progress, server, session, sidebar, training
+from ui import disk, links, prewarm, progress, server, session, sidebar, training
 
 st.set_page_config(page_title="VAE Lab", page_icon=":material/science:", layout="wide")
 
@@ -28,6 +28,7 @@ PAGES = [
 
 page = st.navigation(PAGES)
 links.remember()  # the URL this session opened with: its settings seed the widgets bound to it
+disk.seen(session.visitor())  # this visitor is here: their runs and uploads are not abandoned
 training.finalize()  # this visitor's training, if it has ended: say how it went, make it active if it learned
 progress.follow()  # while it trains, the pages may show its latest saved epoch
 slot = st.sidebar.container()  # its progress and Stop, on every page, above the run picker

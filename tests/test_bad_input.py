@@ -164,6 +164,20 @@ def test_a_run_over_the_visitors_disk_budget_is_refused_before_it_starts(lab, mo
     assert "a visitor may keep 1 MB" in texts(at.error) and "would add about" in texts(at.error)
 
 
+def test_an_upload_over_the_visitors_disk_budget_is_refused_and_nothing_is_kept(lab, monkeypatch):
+    _, uploads = lab
+    monkeypatch.setenv("VAE_LAB_VISITOR_DISK_MB", "0.001")
+    before = sorted(p.name for p in uploads.iterdir())
+    buf = io.BytesIO()
+    np.savez(buf, x_train=np.zeros((64, 8, 8), np.uint8) + 7, x_test=np.zeros((16, 8, 8), np.uint8))
+    at = open_app()
+    at.file_uploader(key="page.train.upload").set_value(("mine.npz", buf.getvalue(), "application/octet-stream")).run()
+    no_exception(at)
+    assert "Upload not accepted: your runs and uploads take 0 MB" in texts(at.error)
+    assert "a visitor may keep 0 MB" in texts(at.error) and at.selectbox(key="hp.dataset").value == "fashion_mnist"
+    assert sorted(p.name for p in uploads.iterdir()) == before
+
+
 def test_a_decimal_in_a_whole_number_field_is_named_not_rounded(lab):
     at = open_app(session={"hp.latent_dim": 2.5})
     assert "latent_dim must be a whole number; got 2.5" in texts(at.sidebar.error)

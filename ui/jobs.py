@@ -268,3 +268,7 @@ class Board:
     def values(self) -> list:
         with self._lock:
             return list(self._items.values())
+
+    def items(self) -> list:
+        with self._lock:
+            return list(self._items.items())

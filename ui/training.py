@@ -25,7 +25,7 @@ from vae_tf import runs
 from vae_tf.config import Config
 from vae_tf.data import PUBLISHED_SHAPES, DataError
 
-from . import cache, memory, server, session, sidebar, widgets, workers
+from . import cache, disk, memory, server, session, sidebar, widgets, workers
 from .escape import md
 from .session import flash
 
@@ -226,18 +226,9 @@ def cost(config: Config) -> tuple[str, str | None]:
 
 
 def _disk_problem(adds_mb: float) -> str | None:
-    """Why the run would not fit the disk budget (the visitor's, then the server's), or None."""
-    per_visitor, everyone = server.disk_budget()
-    root = server.checkpoints_root()
-    mine, all_ = runs.owned_bytes(root, session.visitor()) / 2**20, runs.owned_bytes(root) / 2**20
-    if mine + adds_mb > per_visitor:
-        return (f"your runs take {mine:,.0f} MB on this server and this one would add about {adds_mb:,.0f} MB; a "
-                f"visitor may keep {per_visitor:,.0f} MB. Delete a run of yours first (make it the active run, then "
-                "'Delete the active run' under All runs)")
-    if all_ + adds_mb > everyone:
-        return (f"the runs trained on this server take {all_:,.0f} MB and this one would add about {adds_mb:,.0f} MB;"
-                f" the server keeps at most {everyone:,.0f} MB. Try again later, or a smaller model")
-    return None
+    """Why the run would not fit the disk budget (the visitor's, then the server's, after abandoned visitors'
+    data has made room), or None."""
+    return disk.problem(session.visitor(), adds_mb, "this run")
 
 
 def current() -> TrainingJob | None:

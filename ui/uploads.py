@@ -10,7 +10,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from vae_tf.data import DataError, load_npz
 from vae_tf.runs import atomic_write_bytes
 
-from . import memory, server, session
+from . import disk, memory, server, session
 from .escape import md
 
 
@@ -43,8 +43,15 @@ def on_upload(key: str = "page.train.upload"):
     folder = server.uploads_root()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.npz"  # same content, same file
+    visitor = session.visitor()
+    if visitor not in disk.upload_owners(path):
+        full = disk.problem(visitor, len(data) / 2**20, "this upload")
+        if full:
+            st.session_state[session.UPLOAD_RESULT] = ("error", f"Upload not accepted: {full}.")
+            return
     if not path.exists():
         atomic_write_bytes(path, data)
+    disk.add_upload_owner(path, visitor)
     name = server.upload_name(path)  # by its name in the uploads folder: no server path in a run or a link
     st.session_state.setdefault(session.UPLOADS, {})[name] = f.name
     st.session_state["hp.dataset"] = name

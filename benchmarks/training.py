@@ -137,6 +137,49 @@ def same_results(config: Config, dataset, short: int = 5, long: int = 100) -> di
     return out
 
 
+def step_breakdown(cfg: Config, ds, repeats: int, steps: int = 50) -> dict:
+    """ms per step of the Trainer's compiled step cut short three ways, on 8 batches, `steps` steps a call
+    (XLA, as the Trainer runs it): the loss alone (the forward pass: matmuls, the likelihood over every pixel,
+    the KL), + its gradients (the backward pass), + Adam's update (the whole step). Differences name what each
+    part costs; the matmuls at the ceiling are what a step cannot go under."""
+    import keras
+
+    from vae_tf.model import VAE
+    from vae_tf.step import loss
+
+    model = VAE(cfg, ds.num_pixels)
+    variables = model.trainable_variables
+    opt = keras.optimizers.Adam(cfg.learning_rate)
+    opt.build(variables)
+    b = cfg.batch_size  # 8 batches taken in turn: one batch every step would be computed once (loop-invariant)
+    xs = tf.constant((ds.x_train[:8 * b].reshape(8, b, -1) > 127).astype(np.float32))
+    eps = tf.random.normal([8, cfg.mc_samples, b, cfg.latent_dim])
+
+    def part(kind):
+        def one(i, acc):
+            with tf.GradientTape() as tape:
+                value = loss(model, xs[i % 8], eps[i % 8], 1.0)[0]
+            if kind == "forward":
+                return acc + value
+            grads = tape.gradient(value, variables)
+            if kind == "gradients":  # every gradient used, so none is left out of the program
+                return acc + value + tf.add_n([tf.reduce_sum(g) for g in grads]) * 0.0
+            opt.apply_gradients(zip(grads, variables, strict=True))
+            return acc + value
+
+        @tf.function(jit_compile=True)
+        def call():
+            acc = tf.constant(0.0)
+            for i in tf.range(steps):
+                acc = one(i, acc)
+            return acc
+        return lambda: call().numpy()
+
+    fns = {kind: part(kind) for kind in ("forward", "gradients", "step")}
+    rates = interleaved_rates(fns, {kind: steps for kind in fns}, repeats)
+    return {kind: 1000 / r for kind, r in rates.items()}  # ms per step
+
+
 def run_training(cfg: Config, ds, steps: int, check_steps: int, repeats: int, res: dict, mem: dict):
     """The Trainer, the baseline and the ceiling (the step's matmuls alone), timed in turn."""
     step_mm = step_matmuls(cfg, ds.num_pixels)
@@ -159,6 +202,14 @@ def run_training(cfg: Config, ds, steps: int, check_steps: int, repeats: int, re
     print(row("vae_tf Trainer.fit", ours, train_flops, ceil))
     print(row("baseline (tf.data + tf.function)", base, train_flops, ceil))
     print(f"  {'ratio':<34}{ours / base:11.2f}×")
+    ms = res["train_step_ms"] = step_breakdown(cfg, ds, repeats)
+    matmul_ms = 1000 * matmul_flops(step_mm) / 1e9 / ceil
+    res["train_step_matmul_ms"] = matmul_ms
+    print(f"  where a step's time goes (its compiled program cut short, ms a step): forward "
+          f"{ms['forward']:.2f}, + gradients {ms['gradients'] - ms['forward']:.2f}, + Adam's update "
+          f"{ms['step'] - ms['gradients']:.2f} = {ms['step']:.2f};\n    the step's matmuls alone at the ceiling: "
+          f"{matmul_ms:.2f} ms, so {100 * (1 - matmul_ms / ms['step']):.0f}% of a step is the rest (the likelihood "
+          "over every pixel, ReLUs, the KL, Adam)")
     c = res["same_results"] = same_results(cfg, ds, long=check_steps)
     sh, lo = c["short"], c["long"]
     print(f"  same results, seed {cfg.seed}: fast path (XLA, several steps a call) vs reference path (no XLA, "

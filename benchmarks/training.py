@@ -205,11 +205,12 @@ def run_training(cfg: Config, ds, steps: int, check_steps: int, repeats: int, re
     ms = res["train_step_ms"] = step_breakdown(cfg, ds, repeats)
     matmul_ms = 1000 * matmul_flops(step_mm) / 1e9 / ceil
     res["train_step_matmul_ms"] = matmul_ms
-    print(f"  where a step's time goes (its compiled program cut short, ms a step): forward "
-          f"{ms['forward']:.2f}, + gradients {ms['gradients'] - ms['forward']:.2f}, + Adam's update "
-          f"{ms['step'] - ms['gradients']:.2f} = {ms['step']:.2f};\n    the step's matmuls alone at the ceiling: "
-          f"{matmul_ms:.2f} ms, so {100 * (1 - matmul_ms / ms['step']):.0f}% of a step is the rest (the likelihood "
-          "over every pixel, ReLUs, the KL, Adam)")
+    parts = {"forward": ms["forward"], "gradients": ms["gradients"] - ms["forward"],
+             "Adam's update": ms["step"] - ms["gradients"]}
+    print("  where a step's time goes (its compiled program cut short, ms a step): "
+          + ", ".join(f"{k} {v:.2f} ({100 * v / ms['step']:.0f}%)" for k, v in parts.items())
+          + f"; together {ms['step']:.2f}.\n    Its matmuls alone at the ceiling take {matmul_ms:.2f} ms; the "
+          f"Trainer's whole step (its draws and batches too) took {1000 * cfg.batch_size / ours:.2f} ms")
     c = res["same_results"] = same_results(cfg, ds, long=check_steps)
     sh, lo = c["short"], c["long"]
     print(f"  same results, seed {cfg.seed}: fast path (XLA, several steps a call) vs reference path (no XLA, "

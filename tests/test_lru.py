@@ -2,6 +2,7 @@
 import threading
 
 import numpy as np
+import pytest
 
 from ui.lru import ByteLRU, nbytes
 
@@ -92,3 +93,43 @@ def test_loaded_runs_are_counted_by_their_weights_history_and_compiled_functions
     for name in ("fashion-vae5", "fashion-iwae5", "fashion-linear-gaussian"):
         held.get(name, lambda name=name: runs.load_run(runs.run_dir(name)))
     assert "fashion-vae5" not in held and "fashion-iwae5" in held and "fashion-linear-gaussian" in held
+
+
+def test_answers_are_kept_once_per_argument_shared_read_only_and_bounded_by_bytes(monkeypatch):
+    """ui.cache.answer, st.cache_data's role: arguments named with an underscore are not part of the key; arrays
+    come back shared and read-only; copy=True gives each caller its own; the cache drops the least recently
+    used answers once their bytes pass the bound."""
+    from ui import cache
+
+    calls = []
+
+    @cache.answer()
+    def grid(name: str, n: int, _model=None):
+        calls.append((name, n))
+        return np.zeros((n, 1024), np.float64), {"n": n}
+
+    @cache.answer(copy=True)
+    def history(name: str):
+        return {"epochs": [{"elbo": -100.0}]}
+
+    monkeypatch.setattr(cache, "answer_cache", lambda held=ByteLRU(3 * 2**20, size_of=lambda v: cache.lru.deep_bytes(v)
+                                                                   + cache.ANSWER_OVERHEAD): held)
+    a = grid("run-a", 128, _model=object())
+    assert grid("run-a", 128, _model=object()) is a and calls == [("run-a", 128)]  # the model is not in the key
+    with pytest.raises(ValueError, match="read-only"):
+        a[0][0, 0] = 1.0
+    h = history("run-a")
+    h["epochs"].append("changed by a page")
+    assert history("run-a") == {"epochs": [{"elbo": -100.0}]}
+    for n in (256, 128 + 1, 256 + 1):  # 2 MB, 1 MB and 2 MB more: the first ones go
+        grid("run-b", n)
+    grid("run-a", 128)
+    assert calls[-1] == ("run-a", 128) and len(calls) == 5
+
+
+def test_deep_bytes_counts_json_numbers_and_arrays():
+    from ui.lru import PY_OBJECT_BYTES, deep_bytes
+
+    assert deep_bytes(np.zeros(10)) == 80
+    assert deep_bytes([1.0, 2.0]) == 2 * (PY_OBJECT_BYTES // 4 + PY_OBJECT_BYTES)
+    assert deep_bytes({"ab": 1.0}) == PY_OBJECT_BYTES + 2 + PY_OBJECT_BYTES

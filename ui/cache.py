@@ -1,17 +1,24 @@
 """Every cached call of the app, in one place: one copy per server of each data set, run and answer.
 
-st.cache_resource shares an object between sessions without copying it (a Keras model cannot be
-pickled cheaply); st.cache_data keeps small answers. Keys carry a `RunRef` (root, name, stamp: the
-stamp changes whenever the run is rewritten), so a run rewritten on disk is computed afresh. Models
-and images are passed with a leading underscore (not hashed). TensorFlow is imported inside the
+st.cache_resource holds each cache, shared by every session; the caches are bounded by bytes (ui.lru):
+the data sets, the loaded runs (a Keras model is shared, never copied) and the answers (answer(), in
+st.cache_data's role, whose bound is a count of entries whatever they weigh). Keys carry a `RunRef`
+(root, name, stamp: the stamp changes whenever the run is rewritten), so a run rewritten on disk is
+computed afresh. Models and images are passed with a leading underscore (not hashed). TensorFlow is imported inside the
 functions that need it, so a page that needs none draws before TensorFlow has loaded.
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
+import copy as copy_
+import functools
+import inspect
+from dataclasses import fields, is_dataclass
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from vae_tf import data, runs
 from vae_tf.config import DATASETS
@@ -20,6 +27,66 @@ from vae_tf.runs import RunRef
 from . import jobs, lru, server, session
 
 IS_K = 5000  # importance samples per image for the per-image answers of the Posterior and Theory pages
+ANSWER_OVERHEAD = 1024  # bytes an answer counts beyond its arrays and objects (its key, the cache's entry)
+
+
+# -- answers: st.cache_data's role, bounded by bytes -----------------------------------------------------
+@st.cache_resource
+def answer_cache() -> lru.ByteLRU:
+    """Every answer below, in one least-recently-used cache bounded by their bytes (VAE_LAB_ANSWER_CACHE_MB):
+    st.cache_data bounds each function by a count of entries, whatever an entry weighs (a grid of decoded
+    64×64 images, a run's history of a million steps)."""
+    return lru.ByteLRU(server.answer_cache_mb() * 2**20, size_of=lambda v: lru.deep_bytes(v) + ANSWER_OVERHEAD)
+
+
+def answer(spinner: str | None = None, copy: bool = False):
+    """st.cache_data's decorator, over answer_cache(): one answer per server for each value of the arguments,
+    except those named with a leading underscore (models and images, identified by the RunRef beside them).
+    Arrays in an answer are made read-only and shared, not copied; with copy, each caller gets its own deep
+    copy (JSON read from a run, which a page may change), as st.cache_data gives. The spinner shows only on a
+    script run (not in the server's prewarm thread)."""
+    def wrap(fn):
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            key = (fn.__name__, *(_hashable(v) for k, v in bound.arguments.items() if not k.startswith("_")))
+
+            def make():
+                shown = st.spinner(spinner) if spinner and get_script_run_ctx(suppress_warning=True) else None
+                with shown or contextlib.nullcontext():
+                    return _read_only(fn(*args, **kwargs))
+            value = answer_cache().get(key, make)
+            return copy_.deepcopy(value) if copy else value
+        return call
+    return wrap
+
+
+def _hashable(v):
+    """A key for an argument: lists as tuples, arrays by their dtype, shape and bytes."""
+    if isinstance(v, np.ndarray):
+        return ("array", v.dtype.str, v.shape, v.tobytes())
+    if isinstance(v, (list, tuple)):
+        return tuple(_hashable(x) for x in v)
+    return v
+
+
+def _read_only(value):
+    """The answer, its arrays made read-only: it is shared by every caller, who must not change it."""
+    if isinstance(value, np.ndarray):
+        value.setflags(write=False)
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _read_only(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _read_only(v)
+    elif is_dataclass(value) and not isinstance(value, type):
+        for f in fields(value):
+            _read_only(getattr(value, f.name))
+    return value
 
 
 # -- data sets and runs ------------------------------------------------------------------------------
@@ -78,19 +145,19 @@ def run(ref: RunRef) -> runs.Run:
     return run_cache().get(("run", ref), lambda: runs.load_run(ref.path, name=ref.name))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@answer(copy=True)
 def run_summary(ref: RunRef) -> dict:
     """Config, meta and final epoch of a run, from its JSON files only (no model, no TensorFlow)."""
     return runs.read_summary(ref.path)
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
+@answer()
 def run_problem(ref: RunRef) -> str | None:
     """Why the run cannot be loaded (read without TensorFlow, so the sidebar can afford it for every run)."""
     return runs.run_problem(ref)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@answer(copy=True)
 def run_history(ref: RunRef) -> dict:
     """history.json: {"epochs": [per-epoch metrics], "steps": [[step, elbo, recon, kl], ...]}."""
     return runs.read_history(ref.path)
@@ -118,7 +185,7 @@ def job_registry() -> jobs.Jobs:
 
 
 # -- answers computed from a run ---------------------------------------------------------------------------
-@st.cache_data(max_entries=8, show_spinner="Encoding test images…")
+@answer("Encoding test images…")
 def latent_means(ref: RunRef, n: int, _model, _x) -> np.ndarray:
     """Posterior means μ(x) of the first n test images."""
     from vae_tf.model import encode_mean
@@ -126,14 +193,14 @@ def latent_means(ref: RunRef, n: int, _model, _x) -> np.ndarray:
     return encode_mean(_model, _x[:n])
 
 
-@st.cache_data(max_entries=32, show_spinner="Integrating the posterior on a grid…")
+@answer("Integrating the posterior on a grid…")
 def grid_posterior(ref: RunRef, index: int, _model, _x):
     from vae_tf import exact
 
     return exact.grid_posterior(_model, _x[index], n=101, max_n=201, tol=1e-2)
 
 
-@st.cache_data(max_entries=16, show_spinner="Evaluating the posterior at the prior's scale…")
+@answer("Evaluating the posterior at the prior's scale…")
 def prior_scale_grid(ref: RunRef, index: int, half_width: float, n: int, _model, _x):
     from vae_tf import exact
 
@@ -141,7 +208,7 @@ def prior_scale_grid(ref: RunRef, index: int, half_width: float, n: int, _model,
     return z, z, exact.log_joint_grid(_model, _x[index], z, z)
 
 
-@st.cache_data(max_entries=64, show_spinner="Importance sampling…")
+@answer("Importance sampling…")
 def importance(ref: RunRef, index: int, k: int, seed: int, _model, _x) -> dict:
     from vae_tf import estimators
 
@@ -150,28 +217,28 @@ def importance(ref: RunRef, index: int, k: int, seed: int, _model, _x) -> dict:
             "mc_stderr": float(est.log_px_mc_stderr[0]), "k": k}
 
 
-@st.cache_data(max_entries=32, show_spinner="Computing every term…")
+@answer("Computing every term…")
 def derivation(ref: RunRef, index: int, num_samples: int, seed: int, _model, _x):
     from vae_tf import theory
 
     return theory.derivation(_model, _x[index], num_samples=num_samples, seed=seed)
 
 
-@st.cache_data(max_entries=32, show_spinner="Finding log p(x)…")
+@answer("Finding log p(x)…")
 def reference(ref: RunRef, index: int, _model, _x):
     from vae_tf import theory
 
     return theory.reference_log_px(_model, _x[index], k=IS_K)
 
 
-@st.cache_data(max_entries=16, show_spinner="Importance sampling with both proposals…")
+@answer("Importance sampling with both proposals…")
 def proposal_study(ref: RunRef, index: int, ks: tuple, repeats: int, _model, _x):
     from vae_tf import theory
 
     return theory.proposal_study(_model, _x[index], ks=ks, repeats=repeats)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@answer()
 def decode(ref: RunRef, z: tuple, _model) -> np.ndarray:
     """E[x|z] for each code in z (a tuple of tuples, so it can be hashed)."""
     from vae_tf.model import decode_mean
@@ -179,7 +246,7 @@ def decode(ref: RunRef, z: tuple, _model) -> np.ndarray:
     return decode_mean(_model, np.asarray(z, np.float32).reshape(len(z), -1))
 
 
-@st.cache_data(max_entries=8, show_spinner="Decoding a grid of codes…")
+@answer("Decoding a grid of codes…")
 def decoded_grid(ref: RunRef, u1: tuple, u2: tuple, center: tuple, axes: tuple, _model) -> np.ndarray:
     """(len(u2), len(u1), D): decoder means at center + u1[j]·axes[0] + u2[i]·axes[1]."""
     from vae_tf.model import decode_mean
@@ -190,7 +257,7 @@ def decoded_grid(ref: RunRef, u1: tuple, u2: tuple, center: tuple, axes: tuple, 
     return decode_mean(_model, z.astype(np.float32)).reshape(len(u2), len(u1), -1)
 
 
-@st.cache_data(max_entries=4, show_spinner="Computing the exact log p(x) of the test set…")
+@answer("Computing the exact log p(x) of the test set…")
 def exact_log_px(ref: RunRef, _model, _x) -> np.ndarray:
     """Closed-form log p(x) of every test image (linear decoder, Gaussian likelihood)."""
     from vae_tf import exact
@@ -198,7 +265,7 @@ def exact_log_px(ref: RunRef, _model, _x) -> np.ndarray:
     return np.concatenate([exact.exact_log_px(_model, _x[i:i + 2000]) for i in range(0, len(_x), 2000)])
 
 
-@st.cache_data(max_entries=4, show_spinner="Fitting probabilistic PCA to the training images…")
+@answer("Fitting probabilistic PCA to the training images…")
 def ppca(dataset_name: str, latent_dim: int):
     """The maximum-likelihood linear-Gaussian model of a data set's training grey levels (exact.ppca_ml)."""
     from vae_tf import exact
@@ -207,7 +274,7 @@ def ppca(dataset_name: str, latent_dim: int):
     return exact.ppca_ml(x.reshape(len(x), -1), latent_dim, scale=1 / 255)  # the Gaussian likelihood's grey levels
 
 
-@st.cache_data(max_entries=4, show_spinner="Probabilistic PCA's log p(x) of the test set…")
+@answer("Probabilistic PCA's log p(x) of the test set…")
 def ppca_test_log_px(dataset_name: str, latent_dim: int) -> np.ndarray:
     """PPCA's log p(x) of every test image: the best any linear-Gaussian model of this latent size does."""
     x, _ = test_set(dataset_name, "gaussian")
@@ -215,7 +282,7 @@ def ppca_test_log_px(dataset_name: str, latent_dim: int) -> np.ndarray:
 
 
 # -- the latent diagnostics (pages/latent.py) -------------------------------------------------------------
-@st.cache_data(max_entries=8, show_spinner="Measuring what the latent code of the test images carries…")
+@answer("Measuring what the latent code of the test images carries…")
 def latent_diagnostics(ref: RunRef, n: int, seed: int, _model, _x):
     """KL per dimension, active units, I(x; z) and KL(q(z) ‖ p(z)) of the first n test images."""
     from vae_tf import diagnostics
@@ -223,14 +290,14 @@ def latent_diagnostics(ref: RunRef, n: int, seed: int, _model, _x):
     return diagnostics.diagnose(_model, _x[:n], seed=seed)
 
 
-@st.cache_data(max_entries=32, show_spinner="Decoding the traversals…")
+@answer("Decoding the traversals…")
 def traversal(ref: RunRef, index: int, dims: tuple, span: float, steps: int, _model, _x):
     from vae_tf import diagnostics
 
     return diagnostics.traverse(_model, _x[index], dims, span=span, steps=steps)
 
 
-@st.cache_data(max_entries=4, show_spinner="Eigenvalues of the training images' covariance…")
+@answer("Eigenvalues of the training images' covariance…")
 def grey_level_eigenvalues(dataset_name: str) -> np.ndarray:
     """Eigenvalues of the covariance of the training images as grey levels in [0, 1] (a Gaussian model's x)."""
     from vae_tf import diagnostics

@@ -23,6 +23,25 @@ def nbytes(value) -> int:
     return 0
 
 
+PY_OBJECT_BYTES = 32  # a Python number, or a container's slot and its share of the container
+
+
+def deep_bytes(value) -> int:
+    """nbytes, with the Python objects counted too: a dict or list of numbers read from JSON (a run's history)
+    weighs PY_OBJECT_BYTES a number, a string its length."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(PY_OBJECT_BYTES + deep_bytes(k) + deep_bytes(v) for k, v in value.items())
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return sum(PY_OBJECT_BYTES // 4 + deep_bytes(v) for v in value)
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return sum(deep_bytes(getattr(value, f.name)) for f in fields(value))
+    return PY_OBJECT_BYTES
+
+
 class ByteLRU:
     def __init__(self, max_bytes: int, size_of: Callable[[Any], int] = nbytes):
         self.max_bytes, self._size_of = int(max_bytes), size_of

@@ -3,7 +3,8 @@ bound and Theory pages open with them: the bound page's importance sampling firs
 from the first rungs ready), the log p(x) page's, the Theory page's numbers of test image 0 (its first visit
 computed them in the script run, ~5 s alone and far more beside other work), then AIS, q* and BDMC. One thread
 with its own copy of the run and its data. It draws nothing: the Theory page's numbers go through the same
-`st.cache_data` functions the page calls (a cached function called off a script run stores its answer for all)."""
+cached functions the page calls (ui.cache's answers are the server's: one computed off a script run is there
+for all)."""
 from __future__ import annotations
 
 import logging

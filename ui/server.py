@@ -71,6 +71,12 @@ def run_cache_mb() -> float:
     return float(os.environ.get("VAE_LAB_RUN_CACHE_MB", "256"))
 
 
+def answer_cache_mb() -> float:
+    """What the server's cache of answers (encodings, grids, estimates, histories) may hold
+    (VAE_LAB_ANSWER_CACHE_MB, default 256)."""
+    return float(os.environ.get("VAE_LAB_ANSWER_CACHE_MB", "256"))
+
+
 def data_cache_mb() -> float:
     """What the server's cache of data sets and test sets may hold (VAE_LAB_DATA_CACHE_MB, default 512)."""
     return float(os.environ.get("VAE_LAB_DATA_CACHE_MB", "512"))

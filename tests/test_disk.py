@@ -94,7 +94,8 @@ def test_over_the_cap_after_the_clean_up_is_refused_with_what_is_used(roots, mon
     run(ckpt, "here-1", "here", 2, 0)
     assert "your runs and uploads take 2 MB" in disk.problem("here", 2.5, "this upload")
     assert disk.problem("me", 0.9, "this run") is None and (ckpt / "gone-1").exists()  # 4 + 0.9 fits 5
-    assert disk.problem("me", 2.5, "this upload") is None and not (ckpt / "gone-1").exists()  # room made
-    said = disk.problem("me", 3.5, "this upload")  # within the visitor's 4 MB, not the server's 5
+    assert disk.problem("me", 2.5, "this upload") is None and (ckpt / "gone-1").exists()  # drawing: room counted
+    assert disk.problem("me", 2.5, "this upload", clean=True) is None and not (ckpt / "gone-1").exists()  # made
+    said = disk.problem("me", 3.5, "this upload", clean=True)  # within the visitor's 4 MB, not the server's 5
     assert "take 2 MB and this upload would add about 4 MB; the server keeps at most 5 MB" in said
     assert (ckpt / "here-1").exists()

@@ -9,6 +9,7 @@ visitor with no training running, not seen by this server and with nothing of th
 VAE_LAB_ABANDONED_HOURS (default 72)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -94,13 +95,9 @@ def _holdings() -> dict[str, dict]:
     return out
 
 
-class _ignore_gone:
+def _ignore_gone():
     """A file removed or unreadable meanwhile counts for nothing and breaks nothing."""
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, *_):
-        return kind is not None and issubclass(kind, OSError)
+    return contextlib.suppress(OSError)
 
 
 def used_mb(visitor: str | None = None) -> float:
@@ -160,18 +157,24 @@ def busy_visitors() -> set[str]:
     return {who for who, job in cache.trainings().items() if job.running}
 
 
-def problem(visitor: str, adds_mb: float, what: str) -> str | None:
-    """Why `what` (adding adds_mb) does not fit the visitor's or the server's disk budget, after the abandoned
-    visitors' data has made what room it can; None if it fits."""
+def problem(visitor: str, adds_mb: float, what: str, clean: bool = False) -> str | None:
+    """Why `what` (adding adds_mb) does not fit the visitor's or the server's disk budget, None if it fits. The
+    abandoned visitors' data counts as room; with clean (the click that adds it, not a page drawing the check)
+    it is removed, as far as needed."""
     per_visitor, everyone = server.disk_budget()
     mine = used_mb(visitor)
     if mine + adds_mb > per_visitor:
         return (f"your runs and uploads take {mine:,.0f} MB on this server and {what} would add about "
                 f"{adds_mb:,.0f} MB; a visitor may keep {per_visitor:,.0f} MB. Delete a run of yours first (make it "
                 "the active run, then 'Delete the active run' under All runs)")
-    if used_mb() + adds_mb > everyone:
-        make_room(adds_mb, busy_visitors())
     all_ = used_mb()
+    if all_ + adds_mb > everyone:
+        if clean:
+            make_room(adds_mb, busy_visitors())
+            all_ = used_mb()
+        else:
+            held = _holdings()
+            all_ -= sum(held[who]["bytes"] for who in abandoned(busy_visitors())) / 2**20
     if all_ + adds_mb > everyone:
         return (f"the runs and uploads of this server's visitors take {all_:,.0f} MB and {what} would add about "
                 f"{adds_mb:,.0f} MB; the server keeps at most {everyone:,.0f} MB. Try again later, or a smaller one")

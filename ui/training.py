@@ -200,7 +200,7 @@ def name_problem(name: str, root: Path) -> str | None:
     return None
 
 
-def cost(config: Config) -> tuple[str, str | None]:
+def cost(config: Config, clean: bool = False) -> tuple[str, str | None]:
     """(what the training is estimated to take, why the server refuses it, or None), before it starts."""
     from vae_tf.budget import training_cost
 
@@ -222,13 +222,7 @@ def cost(config: Config) -> tuple[str, str | None]:
     if minutes > max_minutes:
         return took, (f"this run would take {took}; this server allows a training {max_minutes:g} minutes. Try "
                       "fewer epochs or training images, or a smaller model")
-    return took, _disk_problem(c.disk_mb)
-
-
-def _disk_problem(adds_mb: float) -> str | None:
-    """Why the run would not fit the disk budget (the visitor's, then the server's, after abandoned visitors'
-    data has made room), or None."""
-    return disk.problem(session.visitor(), adds_mb, "this run")
+    return took, disk.problem(session.visitor(), c.disk_mb, "this run", clean=clean)
 
 
 def current() -> TrainingJob | None:
@@ -250,7 +244,7 @@ def request(name_key: str = session.TRAIN_NAME):
         cache.dataset(config.dataset)  # its message here, not the worker's after a wait
     except DataError as e:
         return flash("error", f"Cannot load the data set: {md(e)}")
-    _, refused = cost(config)
+    _, refused = cost(config, clean=True)  # the click: abandoned visitors' data goes if this run needs the room
     if refused:
         return flash("error", f"Cannot train: {refused}.")
     _launch(name, runs.run_dir(name, root), config, resume=False)

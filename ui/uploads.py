@@ -45,7 +45,7 @@ def on_upload(key: str = "page.train.upload"):
     path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.npz"  # same content, same file
     visitor = session.visitor()
     if visitor not in disk.upload_owners(path):
-        full = disk.problem(visitor, len(data) / 2**20, "this upload")
+        full = disk.problem(visitor, len(data) / 2**20, "this upload", clean=True)
         if full:
             st.session_state[session.UPLOAD_RESULT] = ("error", f"Upload not accepted: {full}.")
             return

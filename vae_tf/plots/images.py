@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 
 def image_grid(images, titles=None, ncols: int = 8, cell: int = 84, title_lines: int = 1,
@@ -30,24 +29,31 @@ def image_grid(images, titles=None, ncols: int = 8, cell: int = 84, title_lines:
     titles = list(titles) if titles is not None else []
     title_px = (15 * title_lines + 8) if titles else 6
     height = rows * (cell + title_px) + 8
-    padded = [str(t) for t in titles] + [""] * (rows * ncols - len(titles))
-    fig = make_subplots(rows=rows, cols=ncols, subplot_titles=padded if titles else None,
-                        horizontal_spacing=min(0.02, 1 / max(ncols - 1, 1)),
-                        vertical_spacing=min(title_px / height, 1 / max(rows - 1, 1)))
-    for i, img in enumerate(images):
+    hs, vs = min(0.02, 1 / max(ncols - 1, 1)), min(title_px / height, 1 / max(rows - 1, 1))
+    w, h = (1 - hs * (ncols - 1)) / ncols, (1 - vs * (rows - 1)) / rows
+    # The layout written out as make_subplots would make it (its cells' domains, its titles' places), as one
+    # dict validated once: make_subplots and update_xaxes set each of a grid's hundreds of axis properties
+    # through plotly's property machinery one at a time, the largest part of an image page's script run.
+    layout, data, annotations = {}, [], []
+    for i in range(rows * ncols):
         r, c = divmod(i, ncols)
-        fig.add_trace(go.Heatmap(z=np.round(img, 3), colorscale="gray", zmin=0, zmax=1, showscale=False,
-                                 name=str(titles[i]) if i < len(titles) else f"image {i}",
-                                 hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>"),
-                      row=r + 1, col=c + 1)
-    fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_yaxes(visible=False, autorange="reversed", constrain="domain")
-    for i in range(1, rows * ncols + 1):  # square pixels in every cell
-        suffix = "" if i == 1 else str(i)
-        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
-    fig.update_annotations(font=dict(size=12, color="#222"))
-    fig.update_layout(height=height, margin=dict(l=4, r=4, t=title_px + 2, b=4), plot_bgcolor="white")
-    return fig
+        s = "" if i == 0 else str(i + 1)
+        x0, y1 = c * (w + hs), 1 - r * (h + vs)
+        layout[f"xaxis{s}"] = dict(domain=[max(0.0, x0), min(1.0, x0 + w)], anchor=f"y{s}", visible=False,
+                                   constrain="domain")
+        layout[f"yaxis{s}"] = dict(domain=[max(0.0, y1 - h), min(1.0, y1)], anchor=f"x{s}", visible=False,
+                                   autorange="reversed", constrain="domain", scaleanchor=f"x{s}")  # square pixels
+        if i < len(titles) and str(titles[i]):
+            annotations.append(dict(text=str(titles[i]), x=x0 + w / 2, y=min(1.0, y1), xref="paper", yref="paper",
+                                    xanchor="center", yanchor="bottom", showarrow=False,
+                                    font=dict(size=12, color="#222")))
+        if i < n:
+            data.append(dict(type="heatmap", z=np.round(images[i], 3), colorscale="gray", zmin=0, zmax=1,
+                             showscale=False, name=str(titles[i]) if i < len(titles) else f"image {i}",
+                             xaxis=f"x{s}", yaxis=f"y{s}", hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>"))
+    layout.update(annotations=annotations, height=height, margin=dict(l=4, r=4, t=title_px + 2, b=4),
+                  plot_bgcolor="white")
+    return go.Figure(data=data, layout=layout)
 
 
 def reconstruction_grid(originals, reconstructions, original_titles, reconstruction_titles,

@@ -1,6 +1,4 @@
 """Latent map: where the encoder puts the test images, what they are, and what the decoder makes of the space."""
-from statistics import NormalDist
-
 import numpy as np
 import streamlit as st
 
@@ -50,19 +48,16 @@ def map_and_images(run, pts, y, proj, n: int):
 
 def manifold(run, pts, proj, side: int):
     st.subheader("The decoded manifold")
-    # Codes at evenly spaced quantiles of N(0, 1) (Kingma & Welling, fig. 4): as many codes per unit of prior mass
-    u = np.array([NormalDist().inv_cdf(p) for p in np.linspace(0.05, 0.95, side)])
+    u, center, axes = latent.manifold_codes(proj, pts, side)
     if proj.method == "identity":
-        center, axes, titles, caption = (0.0, 0.0), ((1.0, 0.0), (0.0, 1.0)), ("z₁", "z₂"), MANIFOLD_2D
+        titles, caption = ("z₁", "z₂"), MANIFOLD_2D
     else:
         sd = pts.std(0)
-        center = tuple(proj.mean)
-        axes = tuple(tuple(c * s) for c, s in zip(proj.components, sd))
         titles = (f"PC1 (× its sd, {sd[0]:.2f})", f"PC2 (× its sd, {sd[1]:.2f})")
         caption = (f"The decoder's mean image at codes mean + a·sd₁·PC1 + b·sd₂·PC2, with a and b at the 5%, …, 95% "
                    f"quantiles of N(0, 1): a slice through the {run.run.config.latent_dim}-D latent along the two "
                    "principal axes of the test codes, every other coordinate held at the codes' mean.")
-    images = cache.decoded_grid(run.key, tuple(u), tuple(u), center, axes, run.model)
+    images = cache.decoded_grid(run.key, u, u, center, axes, run.model)
     h, w = run.image_shape
     widgets.chart(plots.manifold(images.reshape(len(u), len(u), h, w), u, u, titles, height=560), caption,
                   key="latent.manifold", toolbar=False)

@@ -1,7 +1,7 @@
 """Reconstructions: test images beside what the decoder makes of their codes, and samples from the prior."""
 import streamlit as st
 
-from ui import active, links, widgets
+from ui import active, cache, links, widgets
 from vae_tf import data, plots
 
 P = "page.rec."
@@ -45,8 +45,6 @@ def choices(run, classes):
 def reconstructions_page():
     st.title("Reconstructions")
     run = active.active_run()  # the first time, this also loads TensorFlow (under a spinner)
-    from vae_tf import estimators, model as vae  # after the title: they import TensorFlow
-
     st.markdown(f"Run **{run.name}**: each test image x is encoded to q(z|x); the decoder turns a code z back "
                 "into an image, its mean E[x|z]. Under each reconstruction is the image's ELBO and its KL term.")
     idx, seed = choices(run, run.classes())
@@ -55,8 +53,7 @@ def reconstructions_page():
         st.stop()
     x = run.x[idx]
     sample = st.session_state[P + "source"].startswith("a sample")
-    recon = vae.reconstruct(run.model, x, sample=sample, seed=seed)
-    terms = estimators.elbo(run.model, x, num_samples=16, seed=seed)
+    recon, terms = cache.reconstructions(run.key, tuple(int(i) for i in idx), sample, int(seed), run.model, run.x)
     m1, m2, m3 = st.columns(3)
     m1.metric("mean ELBO of these images", f"{terms.elbo.mean():.1f} nats")
     m2.metric("reconstruction E_q[log p(x|z)]", f"{terms.recon.mean():.1f} nats")
@@ -72,7 +69,8 @@ def reconstructions_page():
                           "the decoder's mean, not a sample of pixels."
                           + (BINARIZED if run.run.config.likelihood == "bernoulli" else GAUSSIAN))
     st.subheader("Samples from the prior")
-    z_images = vae.sample_prior(run.model, st.session_state[P + "n_prior"], st.session_state[P + "prior_seed"])
+    z_images = cache.prior_samples(run.key, int(st.session_state[P + "n_prior"]),
+                                   int(st.session_state[P + "prior_seed"]), run.model)
     widgets.chart(plots.image_grid(run.images(z_images), ncols=8), toolbar=False, caption=PRIOR)
 
 

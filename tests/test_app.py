@@ -17,6 +17,8 @@ from streamlit.testing.v1 import AppTest
 from vae_tf.config import Config
 
 SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian")
+PAGE_FILES = [f"pages/{name}.py" for name in ("reconstructions", "interpolation", "posterior", "theory",
+                                              "prior-sampling", "latent-map", "latent", "compare", "train")]
 # enough steps to beat a model that ignores its input (a run that does not is never made active)
 TINY = dict(max_train_images=4096, epochs=1, hidden="32", batch_size=64, latent_dim=2, learning_rate=3e-3)
 
@@ -106,6 +108,23 @@ def test_reconstructions_page_shows_images_elbos_and_prior_samples(lab, fashion)
     at.slider(key="page.rec.per_class").set_value(3).run()
     titles = [a["text"] for a in charts(at)[0]["layout"]["annotations"] if a["text"].startswith("#")]
     assert [t.split("<br>")[1] for t in titles] == ["Sneaker"] * 3 + ["Trouser"] * 3
+
+
+def test_the_prewarm_leaves_no_first_visit_anything_to_compute(lab):
+    """ui.prewarm computes each page's default answers, argument for argument, before anyone asks: after it, a
+    visit to every page computes no answer but the JSON of the runs it lists (a page whose defaults drift from
+    the prewarm's would compute its own again, and its first visit would be slow again)."""
+    from ui import cache, prewarm
+
+    root, _ = lab
+    at = open_app()
+    prewarm.first_visits(root.resolve())
+    held = set(cache.answer_cache().keys())
+    for page in PAGE_FILES:
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.message for e in at.exception])
+    computed = {key[0] for key in set(cache.answer_cache().keys()) - held}
+    assert computed <= {"run_summary", "run_history", "run_problem"}, computed
 
 
 def test_interpolation_page_shows_both_paths_and_the_latent_map(lab):

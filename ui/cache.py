@@ -193,6 +193,24 @@ def latent_means(ref: RunRef, n: int, _model, _x) -> np.ndarray:
     return encode_mean(_model, _x[:n])
 
 
+@answer()
+def reconstructions(ref: RunRef, idx: tuple, sample: bool, seed: int, _model, _x):
+    """(E[x|z] at the mean of q(z|x), or at one draw z ~ q(z|x), and the 16-sample ELBO terms) of test images idx."""
+    from vae_tf import estimators, model
+
+    x = _x[list(idx)]
+    return (model.reconstruct(_model, x, sample=sample, seed=seed),
+            estimators.elbo(_model, x, num_samples=16, seed=seed))
+
+
+@answer()
+def prior_samples(ref: RunRef, n: int, seed: int, _model) -> np.ndarray:
+    """E[x|z] of n draws z ~ p(z)."""
+    from vae_tf import model
+
+    return model.sample_prior(_model, n, seed)
+
+
 @answer("Integrating the posterior on a grid…")
 def grid_posterior(ref: RunRef, index: int, _model, _x):
     from vae_tf import exact

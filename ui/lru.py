@@ -79,6 +79,11 @@ class ByteLRU:
                     self._making.pop(key, None)
         return value
 
+    def keys(self) -> list:
+        """What is held now, least recently used first."""
+        with self._lock:
+            return list(self._items)
+
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
             return key in self._items

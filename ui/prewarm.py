@@ -1,15 +1,21 @@
-"""The shipped default run's default answers, computed once per server in the background so that the log p(x),
-bound and Theory pages open with them: the bound page's importance sampling first (a second: its ladder is drawn
-from the first rungs ready), the log p(x) page's, the Theory page's numbers of test image 0 (its first visit
-computed them in the script run, ~5 s alone and far more beside other work), then AIS, q* and BDMC. One thread
-with its own copy of the run and its data. It draws nothing: the Theory page's numbers go through the same
-cached functions the page calls (ui.cache's answers are the server's: one computed off a script run is there
-for all)."""
+"""The shipped runs' default answers, computed once per server in the background, so that a first visit finds
+them ready.
+
+First what the pages used to compute in their own script runs, page by page in the navigation's order:
+Reconstructions, the latent maps, True posterior, Theory, Why not sample the prior?, Latent diagnostics
+(seconds each alone, far more beside other visitors); then the background estimates of the bound and log p(x)
+pages, which those pages poll, and AIS, q* and BDMC. One thread. Runs and test sets come from ui.cache: the very
+model objects the pages use, so that their compiled functions are traced here once. The answers go through the
+same cached functions the pages call, argument for argument (tests/test_app.py checks that no page's first visit
+computes any of them again); ui.cache's answers are the server's, so one computed off a script run is there for
+every visitor. It draws nothing.
+"""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from vae_tf.runs import RunRef
@@ -19,31 +25,36 @@ from .jobs import Job
 
 _log = logging.getLogger(__name__)
 
+PRIOR_KS = (1, 3, 10, 30, 100, 300, 1000, 3000, 5000)  # the prior-sampling page's k at its default largest k
+PRIOR_REPEATS = 8
+RECONSTRUCTED = 16  # the Reconstructions page's default count of images and of prior samples
+MAPPED, MANIFOLD_SIDE = 3000, 15  # the latent maps' default count of test images; codes per side of the manifold
+SHOWN_DIMS = 12  # the Latent diagnostics page's traversal rows: the 8 largest KL and the 4 smallest
+
 
 @st.cache_resource
 def start(root: str) -> Job | None:
     """Once per server and checkpoints root (None: the default run is not there)."""
-    name = server.DEFAULT_RUN
-    if name not in catalog.names(Path(root)):
+    if server.DEFAULT_RUN not in catalog.names(Path(root)):
         return None
-    ref = RunRef.of(name, root)
-    registry = cache.job_registry()  # fetched here: the job's thread must not call Streamlit
+    registry = cache.job_registry()  # fetched here: the job's thread must not call Streamlit's script API
 
     def warm(job: Job):
-        from vae_tf import data, runs
-
-        try:
-            run = runs.load_run(ref.path, name=name)
-            ds = data.load_dataset(run.config.dataset)
-            x = ds.test_images(run.config.likelihood)
-        except Exception as e:  # only a head start: the pages compute (and report) it themselves
-            _log.warning("could not pre-compute the default answers for %s: %s", name, e)
+        for name, step in FIRST_VISITS:
+            if job.stop.is_set():
+                return None
+            try:
+                step(Path(root))
+            except Exception as e:  # only a head start: the pages compute (and report) it themselves
+                _log.warning("could not pre-compute the %s page's default answers: %s", name, e)
+        loaded = _load(Path(root), server.DEFAULT_RUN)
+        if loaded is None:
             return None
+        ref, model, x = loaded
         q, first = bounds.DEFAULT, (estimates.DEFAULT_IMAGES, estimates.DEFAULT_K, estimates.DEFAULT_SEED)
-        steps = (lambda: [estimates.start_estimate(run.model, x, ref, q.n, q.k, q.seed, registry)],
-                 lambda: [estimates.start_estimate(run.model, x, ref, *first, registry)],
-                 lambda: theory_page(ref, run.model, x, root, (run.config.dataset, ds)),
-                 lambda: list(bounds.start(run.model, x, ref, q, registry).values()))
+        steps = (lambda: [estimates.start_estimate(model, x, ref, q.n, q.k, q.seed, registry)],
+                 lambda: [estimates.start_estimate(model, x, ref, *first, registry)],
+                 lambda: list(bounds.start(model, x, ref, q, registry).values()))
         for begin in steps:
             for j in begin():
                 while not j.finished.wait(1.0):
@@ -51,27 +62,85 @@ def start(root: str) -> Job | None:
                         return None
         return None
 
-    return registry.start(("prewarm", root), warm, label="prewarm", heavy=False)  # it only waits on its jobs
+    return registry.start(("prewarm", root), warm, label="prewarm", heavy=False)
 
 
-def theory_page(ref: RunRef, model, x, root: str, loaded: tuple) -> list:
-    """The Theory page's numbers of test image 0 for the default run, and the shipped linear-Gaussian run's beside
-    them (pages/theory.py's calls, argument for argument); nothing to wait for afterwards. loaded: (name, data set) of
-    the default run's data, already loaded: the linear-Gaussian run's too, unless it was trained on another."""
-    from vae_tf import data, runs
+def first_visits(root: Path):
+    """Every page's default answers that its first visit would compute, at once (the tests' entry)."""
+    for _, step in FIRST_VISITS:
+        step(root)
 
-    try:
-        cache.derivation(ref, 0, cache.IS_K, 0, model, x)
-        cache.reference(ref, 0, model, x)
-        cache.importance(ref, 0, cache.IS_K, 0, model, x)
-        if server.GAUSSIAN_RUN in catalog.names(Path(root)):
-            gref = RunRef.of(server.GAUSSIAN_RUN, root)
-            g = runs.load_run(gref.path, name=gref.name)
-            gds = loaded[1] if g.config.dataset == loaded[0] else data.load_dataset(g.config.dataset)
-            gx = gds.test_images(g.config.likelihood)
-            cache.exact_log_px(gref, g.model, gx)
-            cache.ppca_test_log_px(g.config.dataset, g.config.latent_dim)
-            cache.derivation(gref, 0, cache.IS_K, 0, g.model, gx)
-    except Exception as e:  # only a head start, as above
-        _log.warning("could not pre-compute the Theory page's numbers: %s", e)
-    return []
+
+def _load(root: Path, name: str) -> tuple[RunRef, object, np.ndarray] | None:
+    """(ref, model, test images) of a run as the pages load it (ui.active), or None when it is not there."""
+    if name not in catalog.names(root):
+        return None
+    ref = catalog.ref(name, root)
+    run = cache.run(ref)
+    return ref, run.model, cache.test_set(run.config.dataset, run.config.likelihood)[0]
+
+
+def reconstructions(root: Path):
+    from vae_tf import data, plots
+
+    ref, model, x = _load(root, server.DEFAULT_RUN)
+    idx = tuple(int(i) for i in data.pick_random(len(x), RECONSTRUCTED, 0))
+    recon, _ = cache.reconstructions(ref, idx, False, 0, model, x)
+    cache.prior_samples(ref, RECONSTRUCTED, 0, model)
+    plots.image_grid(recon[:2])  # plotly's first figure of this process loads its modules: not in a page's run
+
+
+def latent_map(root: Path):
+    """The codes of the Interpolation page's map and the Latent map page's, and the latter's decoded manifold."""
+    from vae_tf import latent
+
+    ref, model, x = _load(root, server.DEFAULT_RUN)
+    z = cache.latent_means(ref, min(MAPPED, len(x)), model, x)
+    proj = latent.projection_2d(z)
+    u, center, axes = latent.manifold_codes(proj, proj(z), MANIFOLD_SIDE)
+    cache.decoded_grid(ref, u, u, center, axes, model)
+
+
+def posterior(root: Path):
+    from vae_tf.exact import posterior_modes
+
+    loaded = _load(root, server.TWO_D_RUN)
+    if loaded is None:
+        return
+    ref, model, x = loaded
+    g = cache.grid_posterior(ref, 0, model, x)
+    cache.importance(ref, 0, cache.IS_K, 0, model, x)
+    marks = [g.q_loc] + [z for z, _ in posterior_modes(g.z1, g.z2, g.log_posterior)]
+    cache.decode(ref, tuple(tuple(float(v) for v in z) for z in marks), model)
+
+
+def theory(root: Path):
+    """Test image 0 of the default run, and the shipped linear-Gaussian run's numbers beside them."""
+    ref, model, x = _load(root, server.DEFAULT_RUN)
+    cache.derivation(ref, 0, cache.IS_K, 0, model, x)
+    cache.reference(ref, 0, model, x)
+    cache.importance(ref, 0, cache.IS_K, 0, model, x)
+    loaded = _load(root, server.GAUSSIAN_RUN)
+    if loaded is not None:
+        gref, g, gx = loaded
+        cache.exact_log_px(gref, g, gx)
+        cache.ppca_test_log_px(g.config.dataset, g.config.latent_dim)
+        cache.derivation(gref, 0, cache.IS_K, 0, g, gx)
+
+
+def prior_sampling(root: Path):
+    ref, model, x = _load(root, server.DEFAULT_RUN)
+    cache.proposal_study(ref, 0, PRIOR_KS, PRIOR_REPEATS, model, x)
+    cache.reference(ref, 0, model, x)
+
+
+def latent_diagnostics(root: Path):
+    ref, model, x = _load(root, server.DEFAULT_RUN)
+    diag = cache.latent_diagnostics(ref, len(x), 0, model, x)
+    order = diag.order if len(diag.order) <= SHOWN_DIMS else np.concatenate([diag.order[:8], diag.order[-4:]])
+    cache.traversal(ref, 0, tuple(int(j) for j in order), 3.0, 9, model, x)
+
+
+FIRST_VISITS = (("Reconstructions", reconstructions), ("Interpolation and Latent map", latent_map),
+                ("True posterior", posterior), ("Theory", theory),
+                ("Why not sample the prior?", prior_sampling), ("Latent diagnostics", latent_diagnostics))

@@ -116,3 +116,17 @@ def projection_2d(z) -> Projection:
     if d < 2:
         raise ValueError("a 2-D map needs a latent with at least 2 dimensions")
     return pca(z)
+
+
+def manifold_codes(proj: Projection, points, side: int) -> tuple[tuple, tuple, tuple]:
+    """(u, center, axes) of a decoded manifold of side × side codes, center + u_j·axes[0] + u_i·axes[1]: u at evenly
+    spaced quantiles of N(0, 1) from 5 % to 95 % (Kingma & Welling, fig. 4: as many codes per unit of prior
+    mass); for a 2-D latent the axes are z₁ and z₂ themselves, else the two principal axes of the codes, each
+    scaled by the spread of the projected points along it, every other coordinate held at their mean."""
+    from statistics import NormalDist
+
+    u = tuple(NormalDist().inv_cdf(p) for p in np.linspace(0.05, 0.95, side))
+    if proj.method == "identity":
+        return u, (0.0, 0.0), ((1.0, 0.0), (0.0, 1.0))
+    sd = np.asarray(points).std(0)
+    return u, tuple(proj.mean), tuple(tuple(c * s) for c, s in zip(proj.components, sd))

@@ -9,6 +9,7 @@ from conftest import APP, SHIPPED, make_lab, open_app, texts
 from plotly_spec import charts, traces
 from streamlit.testing.v1 import AppTest
 
+from vae_tf import plots
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +165,7 @@ def test_latent_map_colours_codes_by_class_and_decodes_a_grid(lab, runs, fashion
     first = classes[0]
     np.testing.assert_allclose(first["x"], z[first["customdata"], 0], atol=1e-5)  # the latent itself, 2-D
     assert len(traces(scatter, "shown beside")[0]["x"]) == 10  # one typical image per class
-    assert np.asarray(manifold["data"][0]["z"]).shape == (6 * 28, 6 * 28)
+    assert plots.picture_pixels(manifold["data"][0]).shape == (6 * 28, 6 * 28)
 
 
 def test_latent_map_of_a_20d_run_is_a_pca_projection(lab):

@@ -186,8 +186,8 @@ def test_manifold_puts_large_z2_on_top():
     imgs = np.zeros((2, 3, 2, 2))
     imgs[1, 0] = 1.0  # row 1 decodes the larger u2, column 0 the smallest u1
     fig = plots.manifold(imgs, [-1, 0, 1], [-1, 1])
-    big = np.asarray(fig.data[0].z)
-    assert big.shape == (4, 6)
+    big = plots.picture_pixels(fig.data[0])
+    assert fig.data[0].type == "image" and big.shape == (4, 6)
     assert big[:2, :2].min() == 1 and big[2:].max() == 0  # top-left block (reversed y: row 0 drawn at top)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .images import mosaic
+from .images import mosaic, picture
 from .style import ELBO_COLOR, EXACT_COLOR, LOGPX_COLOR, MARK_COLOR, PRIOR_COLOR, base_layout
 
 ACTIVE_COLOR, COLLAPSED_COLOR = ELBO_COLOR, PRIOR_COLOR
@@ -67,8 +67,7 @@ def traversal_mosaic(images, values, row_labels, height: int | None = None) -> g
     `values` (columns). images: (rows, len(values), H, W)."""
     images = np.asarray(images, np.float64)
     rows, cols, h, w = images.shape
-    fig = go.Figure(go.Heatmap(z=np.round(mosaic(images), 3), colorscale="gray", zmin=0, zmax=1, showscale=False,
-                               hovertemplate="%{z:.2f}<extra></extra>"))
+    fig = go.Figure(picture(mosaic(images)))
     fig.update_xaxes(tickvals=[(j + 0.5) * w - 0.5 for j in range(cols)], ticktext=[f"{v:+.1f}" for v in values],
                      title_text="value of the swept dimension z_j (the others at the posterior mean)",
                      constrain="domain", showgrid=False, side="bottom")

@@ -2,6 +2,8 @@
 manifold of a 2-D grid of codes as one picture."""
 from __future__ import annotations
 
+import base64
+import io
 import math
 
 import numpy as np
@@ -48,8 +50,8 @@ def image_grid(images, titles=None, ncols: int = 8, cell: int = 84, title_lines:
                                     xanchor="center", yanchor="bottom", showarrow=False,
                                     font=dict(size=12, color="#222")))
         if i < n:
-            data.append(dict(type="heatmap", z=np.round(images[i], 3), colorscale="gray", zmin=0, zmax=1,
-                             showscale=False, name=str(titles[i]) if i < len(titles) else f"image {i}",
+            data.append(dict(type="heatmap", z=np.round(images[i], 3).astype(np.float32), colorscale="gray",
+                             zmin=0, zmax=1, showscale=False, name=str(titles[i]) if i < len(titles) else f"image {i}",
                              xaxis=f"x{s}", yaxis=f"y{s}", hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>"))
     layout.update(annotations=annotations, height=height, margin=dict(l=4, r=4, t=title_px + 2, b=4),
                   plot_bgcolor="white")
@@ -80,14 +82,32 @@ def mosaic(images) -> np.ndarray:
     return images.transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
 
 
+def picture(image) -> go.Image:
+    """A grey image in [0, 1] (H, W) as one plotly image trace of 8-bit PNG, pixel (i, j) centred at x = j, y = i as
+    a heatmap's: a mosaic of hundreds of decoded images drawn as a heatmap sends every grey level as a float and
+    the browser paints each cell; a PNG is a small fraction of those bytes and one image to draw. NaN is white."""
+    from PIL import Image
+
+    grey = np.nan_to_num(np.asarray(image, np.float64), nan=1.0)
+    buf = io.BytesIO()
+    Image.fromarray(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8), mode="L").save(buf, format="PNG")
+    return go.Image(source="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), hoverinfo="skip")
+
+
+def picture_pixels(trace) -> np.ndarray:
+    """The grey levels in [0, 1] of a picture() trace (or its JSON dict), as 8 bits hold them."""
+    from PIL import Image
+
+    source = trace["source"] if isinstance(trace, dict) else trace.source
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))), np.float64) / 255
+
+
 def manifold(images, u1, u2, axis_titles=("z₁", "z₂"), height: int = 640) -> go.Figure:
     """Decoded images on a grid of codes as one picture. images (n2, n1, H, W): row i decodes u2[i]
     (u2 ascending, drawn bottom to top like a z₂ axis), column j decodes u1[j]."""
     images = np.asarray(images, np.float64)[::-1]  # top row = largest u2
     n2, n1, h, w = images.shape
-    big = mosaic(images)
-    fig = go.Figure(go.Heatmap(z=np.round(big, 3), colorscale="gray", zmin=0, zmax=1, showscale=False,
-                               hovertemplate="%{z:.2f}<extra></extra>"))
+    fig = go.Figure(picture(mosaic(images)))
     fig.update_xaxes(tickvals=[(j + 0.5) * w - 0.5 for j in range(n1)], ticktext=[f"{v:.2f}" for v in u1],
                      title_text=axis_titles[0], constrain="domain", showgrid=False)
     fig.update_yaxes(tickvals=[(i + 0.5) * h - 0.5 for i in range(n2)], ticktext=[f"{v:.2f}" for v in u2[::-1]],

@@ -1,14 +1,14 @@
 """The shipped runs' default answers, computed once per server in the background, so that a first visit finds
 them ready.
 
-First what the pages used to compute in their own script runs, page by page in the navigation's order:
-Reconstructions, the latent maps, True posterior, Theory, Why not sample the prior?, Latent diagnostics
-(seconds each alone, far more beside other visitors); then the background estimates of the bound and log p(x)
-pages, which those pages poll, and AIS, q* and BDMC. One thread. Runs and test sets come from ui.cache: the very
-model objects the pages use, so that their compiled functions are traced here once. The answers go through the
-same cached functions the pages call, argument for argument (tests/test_app.py checks that no page's first visit
-computes any of them again); ui.cache's answers are the server's, so one computed off a script run is there for
-every visitor. It draws nothing.
+First the bound page's importance sampling (short, and its ladder is drawn from it), then what the pages
+used to compute in their own script runs, page by page in the navigation's order: Reconstructions, the latent
+maps, True posterior, Theory, Why not sample the prior?, Latent diagnostics (seconds each alone, far more beside
+other visitors); then the log p(x) page's estimate, which that page polls, and AIS, q* and BDMC. One thread.
+Runs and test sets come from ui.cache: the very model objects the pages use, so that their compiled functions
+are traced here once. The answers go through the same cached functions the pages call, argument for argument
+(tests/test_app.py checks that no page's first visit computes any of them again); ui.cache's answers are the
+server's, so one computed off a script run is there for every visitor. It draws nothing.
 """
 from __future__ import annotations
 
@@ -40,6 +40,25 @@ def start(root: str) -> Job | None:
     registry = cache.job_registry()  # fetched here: the job's thread must not call Streamlit's script API
 
     def warm(job: Job):
+        def wait(started: list[Job]) -> bool:  # False: the server is stopping
+            for j in started:
+                while not j.finished.wait(1.0):
+                    if job.stop.is_set():
+                        return False
+            return True
+
+        try:
+            loaded = _load(Path(root), server.DEFAULT_RUN)
+        except Exception as e:  # only a head start: the pages load (and report) it themselves
+            _log.warning("could not load %s to pre-compute its answers: %s", server.DEFAULT_RUN, e)
+            return None
+        if loaded is None:
+            return None
+        ref, model, x = loaded
+        q, first = bounds.DEFAULT, (estimates.DEFAULT_IMAGES, estimates.DEFAULT_K, estimates.DEFAULT_SEED)
+        # the bound page's importance sampling first: it is short, and the page's ladder is drawn from it
+        if not wait([estimates.start_estimate(model, x, ref, q.n, q.k, q.seed, registry)]):
+            return None
         for name, step in FIRST_VISITS:
             if job.stop.is_set():
                 return None
@@ -47,19 +66,8 @@ def start(root: str) -> Job | None:
                 step(Path(root))
             except Exception as e:  # only a head start: the pages compute (and report) it themselves
                 _log.warning("could not pre-compute the %s page's default answers: %s", name, e)
-        loaded = _load(Path(root), server.DEFAULT_RUN)
-        if loaded is None:
-            return None
-        ref, model, x = loaded
-        q, first = bounds.DEFAULT, (estimates.DEFAULT_IMAGES, estimates.DEFAULT_K, estimates.DEFAULT_SEED)
-        steps = (lambda: [estimates.start_estimate(model, x, ref, q.n, q.k, q.seed, registry)],
-                 lambda: [estimates.start_estimate(model, x, ref, *first, registry)],
-                 lambda: list(bounds.start(model, x, ref, q, registry).values()))
-        for begin in steps:
-            for j in begin():
-                while not j.finished.wait(1.0):
-                    if job.stop.is_set():
-                        return None
+        if wait([estimates.start_estimate(model, x, ref, *first, registry)]):
+            wait(list(bounds.start(model, x, ref, q, registry).values()))
         return None
 
     return registry.start(("prewarm", root), warm, label="prewarm", heavy=False)

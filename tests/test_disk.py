@@ -99,3 +99,24 @@ def test_over_the_cap_after_the_clean_up_is_refused_with_what_is_used(roots, mon
     said = disk.problem("me", 3.5, "this upload", clean=True)  # within the visitor's 4 MB, not the server's 5
     assert "take 2 MB and this upload would add about 4 MB; the server keeps at most 5 MB" in said
     assert (ckpt / "here-1").exists()
+
+
+def test_an_upload_kept_before_owner_files_is_its_runs_owners_or_else_goes_first_when_old(roots, monkeypatch):
+    from vae_tf.config import Config
+
+    ckpt, uploads = roots
+    monkeypatch.setenv("VAE_LAB_DISK_MB", "10")
+    legacy = upload(uploads, "legacy", [], 2, 30)  # no owners file: kept before there were any
+    orphan = upload(uploads, "orphan", [], 3, 40)  # and no run trained on it either
+    for name, who in (("c-1", "carol"), ("d-1", "dave")):
+        run(ckpt, name, who, 1, 0)
+        (ckpt / name / "config.json").write_text(Config(dataset="uploads/legacy.npz").to_json())
+    assert disk.used_mb("carol") == pytest.approx(3, abs=0.01) and disk.used_mb("dave") == pytest.approx(3, abs=0.01)
+    assert disk.used_mb() == pytest.approx(7, abs=0.01)  # 1 + 1 + the legacy upload once + the orphan
+    assert disk.abandoned(busy=set()) == [disk.NOBODY]  # carol and dave wrote today
+    assert disk.make_room(4, busy=set()) == [disk.NOBODY]
+    assert not orphan.exists() and legacy.exists()
+
+    _age(ckpt / "c-1", 20)  # carol leaves: the legacy upload stays dave's, now in an owners file
+    assert disk.make_room(100, busy=set()) == ["carol"]
+    assert legacy.exists() and disk.upload_owners(legacy) == ["dave"]

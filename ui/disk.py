@@ -6,7 +6,8 @@ file can be uploaded by several visitors: it is each one's, and goes when none i
 command-line runs are the server's: they count for nobody and are never removed. When a new run or upload
 would take the server past its cap, the data of *abandoned* visitors goes first, the longest-idle first: a
 visitor with no training running, not seen by this server and with nothing of theirs written for
-VAE_LAB_ABANDONED_HOURS (default 72)."""
+VAE_LAB_ABANDONED_HOURS (default 72). An upload kept before uploads had owner files is its runs' owners' (the
+runs trained on it), or, with none, NOBODY's: it counts for the server and goes first once it is that old."""
 from __future__ import annotations
 
 import contextlib
@@ -24,6 +25,7 @@ from vae_tf import runs
 from . import cache, server
 
 OWNERS_SUFFIX = ".owners.json"
+NOBODY = ""  # the holder of an upload that has no owners file and no run trained on it (no visitor's name is empty)
 _lock = threading.Lock()  # one clean-up at a time, and none while an upload's owners are rewritten
 
 
@@ -76,6 +78,7 @@ def _holdings() -> dict[str, dict]:
         return out.setdefault(who, {"bytes": 0, "runs": [], "uploads": [], "written": 0.0})
 
     root = server.checkpoints_root()
+    trained_on: dict[str, set[str]] = {}  # a data set's name → the owners of the runs trained on it
     for p in sorted(root.iterdir()) if root.is_dir() else ():
         who = runs.owner_of(p) if p.is_dir() and not p.is_symlink() and not p.name.startswith(".") else None
         if who is not None:
@@ -84,10 +87,14 @@ def _holdings() -> dict[str, dict]:
                 e["bytes"] += runs.folder_bytes(p)
                 e["runs"].append(p)
                 e["written"] = max(e["written"], max((f.stat().st_mtime for f in p.iterdir()), default=0.0))
+            with contextlib.suppress(OSError, ValueError):  # a damaged config trains on nothing
+                trained_on.setdefault(runs.read_config(p).dataset, set()).add(who)
     for p in _uploads():
         with _ignore_gone():
             size, mtime = p.stat().st_size, p.stat().st_mtime
-            for who in upload_owners(p):
+            # An upload kept before uploads had owner files is its runs' owners', or nobody's
+            users = trained_on.get(server.upload_name(p), set()) | trained_on.get(str(p), set())
+            for who in upload_owners(p) or sorted(users) or [NOBODY]:
                 e = entry(who)
                 e["bytes"] += size
                 e["uploads"].append(p)
@@ -139,11 +146,12 @@ def make_room(needed_mb: float, busy: set[str]) -> list[str]:
 
 
 def _remove(visitor: str):
-    held = _holdings().get(visitor, {"runs": [], "uploads": []})
+    everyone = _holdings()
+    held = everyone.get(visitor, {"runs": [], "uploads": []})
     for p in held["runs"]:
         shutil.rmtree(p, ignore_errors=True)
     for p in held["uploads"]:
-        rest = [o for o in upload_owners(p) if o != visitor]
+        rest = [o for o, e in everyone.items() if o not in (visitor, NOBODY) and p in e["uploads"]]
         with _ignore_gone():
             if rest:  # another visitor uploaded the same file: it stays theirs
                 _write_owners(p, rest)

@@ -178,6 +178,22 @@ def test_an_upload_over_the_visitors_disk_budget_is_refused_and_nothing_is_kept(
     assert sorted(p.name for p in uploads.iterdir()) == before
 
 
+def test_a_run_zip_over_the_visitors_disk_budget_is_refused_and_nothing_is_kept(lab, monkeypatch):
+    from vae_tf import archive
+
+    root, _ = lab
+    data = archive.pack(root / "fashion-2d")
+    assert archive.unpacked_bytes(data) == sum((root / "fashion-2d" / f).stat().st_size
+                                               for f in ("config.json", "meta.json", "history.json", "weights.npz"))
+    monkeypatch.setenv("VAE_LAB_VISITOR_DISK_MB", "0.05")
+    before = sorted(p.name for p in root.iterdir())
+    at = open_app()
+    at.file_uploader(key="page.train.run_upload").upload("big-2d.zip", data).run()
+    no_exception(at)
+    assert "Run not accepted: your runs and uploads take 0 MB on this server and this run would add" in texts(at.error)
+    assert sorted(p.name for p in root.iterdir()) == before and at.selectbox(key="run.active").value != "big-2d"
+
+
 def test_a_decimal_in_a_whole_number_field_is_named_not_rounded(lab):
     at = open_app(session={"hp.latent_dim": 2.5})
     assert "latent_dim must be a whole number; got 2.5" in texts(at.sidebar.error)

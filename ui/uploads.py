@@ -75,6 +75,9 @@ def on_run_upload(key: str = "page.train.run_upload"):
     name = (stem if runs.RUN_NAME_RE.fullmatch(stem) and not (root / stem).exists()
             else f"upload-{hashlib.sha256(f.getvalue()).hexdigest()[:8]}")
     try:
+        full = disk.problem(session.visitor(), archive.unpacked_bytes(f.getvalue()) / 2**20, "this run", clean=True)
+        if full:
+            raise archive.ArchiveError(full)
         path = archive.unpack(f.getvalue(), root, name)
     except (archive.ArchiveError, runs.CheckpointError) as e:
         st.session_state[session.UPLOAD_RESULT] = ("error", f"Run not accepted: {md(e)}.")

@@ -60,6 +60,18 @@ def _members(z: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     return out
 
 
+def unpacked_bytes(data: bytes) -> int:
+    """What the archive's run files would occupy unpacked, from its directory (zipfile never yields more than a
+    member's declared size). Raises ArchiveError for an archive unpack() would refuse by its directory."""
+    if len(data) > MAX_ARCHIVE_BYTES:
+        raise ArchiveError(f"it is larger than {MAX_ARCHIVE_BYTES // 2**20} MB")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return sum(i.file_size for i in _members(z).values())
+    except zipfile.BadZipFile:
+        raise ArchiveError("it is not a zip file") from None
+
+
 def unpack(data: bytes, root: Path | str, name: str) -> Path:
     """Check the archive and make it run `name` under root; returns its folder. Raises ArchiveError."""
     if len(data) > MAX_ARCHIVE_BYTES:

@@ -375,8 +375,8 @@ def test_runs_needs_no_tensorflow():
 # (SIGKILL, as the OOM killer or a killed server would).
 _PAUSED_WORKER = r"""
 import runpy, sys, time
-from vae_tf.runs import files
-real, saves = files._staged, []
+from vae_tf.runs import files, writes
+real, saves = writes._staged, []
 def staged(path, data):
     tmp = real(path, data)
     saves.append(path.name)
@@ -385,7 +385,7 @@ def staged(path, data):
         sys.stderr.flush()
         time.sleep(600)
     return tmp
-files._staged = staged
+writes._staged = staged
 runpy.run_module("vae_tf.worker", run_name="__main__")
 """
 

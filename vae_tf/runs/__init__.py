@@ -14,10 +14,10 @@ meta.json is a whole run. This package is the format's one owner: no file outsid
 from .files import (
     FORMAT, FORMAT_VERSION, DEFAULT_ROOT, RUN_NAME_RE, CONFIG_FILE, META_FILE, HISTORY_FILE, WEIGHTS_FILE,
     OPTIMIZER_FILE, OWNER_FILE, RUN_FILES, TMP_SUFFIX, STEPS_KEY, REQUIRED_WEIGHTS, BAD_NAME, CheckpointError, Run,
-    RunRef, check_run_name, run_dir, is_run, run_names, run_stamp, atomic_write_bytes, save_run, mark_diverged,
-    mark_interrupted, library_versions, read_json, read_npz, read_config, read_meta, read_history, history_bytes,
-    read_summary, load_run, load_optimizer_state, remove_unsaved,
+    RunRef, check_run_name, run_dir, is_run, run_names, run_stamp, read_json, read_npz, read_config, read_meta,
+    read_history, history_bytes, read_summary, load_run, load_optimizer_state,
 )
+from .writes import atomic_write_bytes, library_versions, mark_diverged, mark_interrupted, remove_unsaved, save_run
 from .health import run_problem
 from .owners import folder_bytes, owned_bytes, owner_of, set_owner
 from .table import list_runs

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .files import OWNER_FILE, RunRef, _path, atomic_write_bytes
+from .files import OWNER_FILE, RunRef, _path
+from .writes import atomic_write_bytes
 
 
 def set_owner(path: Path | str, owner: str):

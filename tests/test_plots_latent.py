@@ -91,6 +91,21 @@ def test_projection_2d_is_the_identity_for_a_2d_latent_and_refuses_1d():
         latent.projection_2d(z[:, :1])
 
 
+def test_manifold_codes_sit_at_prior_quantiles_along_the_latent_or_its_principal_axes():
+    from statistics import NormalDist
+
+    u, center, axes = latent.manifold_codes(latent.projection_2d(np.zeros((4, 2))), np.zeros((4, 2)), 5)
+    np.testing.assert_allclose(u, [NormalDist().inv_cdf(p) for p in (0.05, 0.275, 0.5, 0.725, 0.95)], atol=1e-12)
+    assert u[2] == pytest.approx(0, abs=1e-12) and center == (0.0, 0.0) and axes == ((1.0, 0.0), (0.0, 1.0))
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(4000, 3)) * [3.0, 1.0, 0.1] + [1.0, 2.0, 3.0]  # principal axes e1, e2; spreads 3 and 1
+    proj = latent.projection_2d(z)
+    u, center, axes = latent.manifold_codes(proj, proj(z), 7)
+    assert len(u) == 7
+    np.testing.assert_allclose(center, z.mean(0))
+    np.testing.assert_allclose(np.abs(axes), [[3, 0, 0], [0, 1, 0]], atol=0.1)  # each axis times its spread
+
+
 # -- picking images ----------------------------------------------------------------------------
 def test_picking_images():
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])

@@ -204,7 +204,7 @@ def run_app(res: dict):
         idle = app["idle_switch_s"]
         res["app_idle_switch_max_s"] = max(idle.values())
         print(f"  once the server's own background work was done ({app['background_s']:.0f} s after launch: the "
-              "default answers of the log p(x), bound and Theory pages), page switches, seconds: "
+              "default answers of every page, the estimates, AIS, q* and BDMC), page switches, seconds: "
               + ", ".join(f"{t_} {v:.2f}" for t_, v in idle.items()))
     if app.get("warm_first_visit_s"):
         first = app["warm_first_visit_s"]

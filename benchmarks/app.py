@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ui.pending import BOX_KEY
 from vae_tf import runs
 
 from . import REPO
@@ -22,6 +23,8 @@ IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 RUNNING = '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'
 
 
+PENDING = f'[data-testid="stMain"] .st-key-{BOX_KEY}'  # an answer being computed off the page's script run
+PROGRESS = f'[data-testid="stMain"] :is([data-testid="stProgress"], .st-key-{BOX_KEY})'
 CONTENT = ".js-plotly-plot .trace, .js-plotly-plot .hm, .js-plotly-plot .heatmaplayer image, .katex"
 
 
@@ -37,10 +40,11 @@ def _rendered_at(page, since: float, timeout: float, content: bool = True, not_t
     """Seconds from `since` until the script is idle with a page title (other than `not_title`, the page
     left behind) and, if `content`, a chart's data or equations drawn — and stays so for `settle`
     seconds (the time returned is when that began). polling_ok: a page showing a background job's progress
-    bar counts as rendered (its fragment reruns every 2 s, so the app is never idle for long while it waits)."""
+    bar, or the box of an answer being computed off its script run (ui.pending), counts as rendered (its
+    fragment reruns every 1–2 s, so the app is never idle for long while it waits)."""
     ready_since = None
     title = page.locator('[data-testid="stMain"] h1')
-    progress = page.locator('[data-testid="stMain"] [data-testid="stProgress"]')
+    progress = page.locator(PROGRESS)
     while time.perf_counter() - since < timeout:
         idle = page.locator(IDLE).count() > 0 and page.locator(RUNNING).count() == 0
         ready = ((idle or (polling_ok and progress.count() > 0)) and title.count() > 0
@@ -126,7 +130,8 @@ def server_place(prefix: str) -> tuple[int, Path]:
 def _start_server(root: Path, port: int, preexec=None) -> subprocess.Popen:
     """streamlit run app.py on `port`, reading the runs under root/checkpoints (never the repository's);
     preexec runs in the child before it execs (benchmarks/load.py: enter a memory cgroup)."""
-    env = {**os.environ, "VAE_LAB_CHECKPOINTS": str(root / "checkpoints"), "VAE_LAB_UPLOADS": str(root / "uploads"),
+    app_default = {k: v for k, v in os.environ.items() if k != "VAE_LAB_ANSWER_WAIT_S"}  # tests/conftest.py sets it
+    env = {**app_default, "VAE_LAB_CHECKPOINTS": str(root / "checkpoints"), "VAE_LAB_UPLOADS": str(root / "uploads"),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",

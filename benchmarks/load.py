@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import REPO
-from .app import IDLE, RUNNING, _rendered_at, _start_server, server_place
+from .app import IDLE, PENDING, RUNNING, _rendered_at, _start_server, server_place
 
 CAP_MB = 2700
 CGROUP = Path("/sys/fs/cgroup/memory")
@@ -112,6 +112,7 @@ class Visitor(threading.Thread):
         self.render_timeout = render_timeout
         self.first_open = float("nan")
         self.renders: list[tuple[str, float]] = []  # (page, seconds)
+        self.completes: list[float] = []  # seconds to the page complete, each render's (Visitor._complete)
         self.errors: list[str] = []
         self.acted = ""  # what the action showed
         self.lost_clicks = 0
@@ -170,6 +171,19 @@ class Visitor(threading.Thread):
             link.click()
         return _rendered_at(page, t, self.render_timeout, content=False, not_title=left, polling_ok=True)
 
+    def _complete(self, page, t: float, rendered: float) -> float:
+        """Seconds from the click at t to the page complete: `rendered`, or, where the page showed the box of an
+        answer computed off its script run (ui.pending), until that box has gone and the page is idle — a person
+        who came for that answer waits for it (at most render_timeout: nan if it did not come)."""
+        if not page.locator(PENDING).count():
+            return rendered
+        while time.perf_counter() - t < self.render_timeout:
+            if (not page.locator(PENDING).count() and page.locator(IDLE).count()
+                    and not page.locator(RUNNING).count()):
+                return time.perf_counter() - t
+            time.sleep(0.1)
+        return float("nan")
+
     def _shot(self, page, title: str) -> str:
         """A screenshot of a page that did not render, under test-artifacts/load/ (gitignored)."""
         path = REPO / "test-artifacts" / "load" / f"{self.name}-{re.sub(r'[^a-z0-9]+', '-', title.lower())}.png"
@@ -189,6 +203,7 @@ class Visitor(threading.Thread):
                 try:
                     seconds = self._switch(page, page.locator(NAV).filter(has_text=titles[i]).first, left, t)
                     self.renders.append((titles[i], seconds))
+                    self.completes.append(self._complete(page, t, seconds))
                 except TimeoutError:
                     self.errors.append(f"{titles[i]}: not rendered in {self.render_timeout:.0f} s "
                                        f"({self._shot(page, titles[i])})")
@@ -236,7 +251,11 @@ def crowd(url: str, visitors: int, acts: tuple[str, ...], rounds: int, render_ti
             per_page.setdefault(title, []).append(seconds)
     renders = np.asarray([r for rs in per_page.values() for r in rs])
     p50, p95 = (np.percentile(renders, [50, 95]) if renders.size else (float("nan"),) * 2)
+    completes = np.asarray([c for v in people for c in v.completes])
+    c50, c95 = (np.nanpercentile(completes, [50, 95]) if np.isfinite(completes).any() else (float("nan"),) * 2)
     return dict(visitors=visitors, renders=int(renders.size), p50_s=float(p50), p95_s=float(p95),
+                complete_p50_s=float(c50), complete_p95_s=float(c95),
+                waited_for_answers=sum(c != r for v in people for (_, r), c in zip(v.renders, v.completes)),
                 first_open_max_s=max(v.first_open for v in people),
                 page_p95_s={t: float(np.percentile(r, 95)) for t, r in per_page.items()},
                 errors=[e for v in people for e in v.errors], acted=[v.acted for v in people if v.acted],
@@ -301,6 +320,10 @@ def report(one: dict, six: dict, eight: dict) -> str:
                   f"{s.get('p95_s', nan):.2f} s; slowest first open {s.get('first_open_max_s', nan):.1f} s; server "
                   f"{'alive' if s.get('server_alive') else 'DEAD'}{peak}; errors: {len(s.get('errors', []))}; "
                   f"switches dropped by a rerun and clicked again: {s.get('lost_clicks', 0)}\n")
+        if s.get("complete_p95_s") is not None:
+            buf.write(f"    to the page complete (an answer computed off the script run drawn, on "
+                      f"{s.get('waited_for_answers', 0)} of the renders): p50 {s['complete_p50_s']:.2f} s, p95 "
+                      f"{s['complete_p95_s']:.2f} s\n")
         if s.get("page_p95_s"):
             slow = sorted(s["page_p95_s"].items(), key=lambda kv: -kv[1])[:3]
             buf.write("    slowest pages (p95): " + ", ".join(f"{t} {v:.1f} s" for t, v in slow) + "\n")

@@ -62,7 +62,8 @@ class Server:
         self.root, self.log_path = root, log
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "VAE_LAB_CHECKPOINTS": str(root), "VAE_LAB_UPLOADS": str(uploads),
+        app_default = {k: v for k, v in os.environ.items() if k != "VAE_LAB_ANSWER_WAIT_S"}  # conftest's is AppTest's
+        env = {**app_default, "VAE_LAB_CHECKPOINTS": str(root), "VAE_LAB_UPLOADS": str(uploads),
                "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
                "VAE_LAB_ABANDON_SECONDS": str(ABANDON_SECONDS)}
         self.log = open(log, "wb")  # noqa: SIM115 (open for the server's whole life; closed in stop())

@@ -24,7 +24,7 @@ from vae_tf import data, runs
 from vae_tf.config import DATASETS
 from vae_tf.runs import RunRef
 
-from . import jobs, lru, server, session
+from . import jobs, lru, pending, server, session
 
 IS_K = 5000  # importance samples per image for the per-image answers of the Posterior and Theory pages
 ANSWER_OVERHEAD = 1024  # bytes an answer counts beyond its arrays and objects (its key, the cache's entry)
@@ -44,7 +44,8 @@ def answer(spinner: str | None = None, copy: bool = False):
     except those named with a leading underscore (models and images, identified by the RunRef beside them).
     Arrays in an answer are made read-only and shared, not copied; with copy, each caller gets its own deep
     copy (JSON read from a run, which a page may change), as st.cache_data gives. The spinner shows only on a
-    script run (not in the server's prewarm thread)."""
+    script run (not in the server's prewarm thread). An answer not yet held, asked from a page's body, is
+    computed off the script run (ui.pending): the page shows a box until it is ready."""
     def wrap(fn):
         sig = inspect.signature(fn)
 
@@ -58,7 +59,11 @@ def answer(spinner: str | None = None, copy: bool = False):
                 shown = st.spinner(spinner) if spinner and get_script_run_ctx(suppress_warning=True) else None
                 with shown or contextlib.nullcontext():
                     return _read_only(fn(*args, **kwargs))
-            value = answer_cache().get(key, make)
+            store = answer_cache()  # fetched on the caller's thread: pending's threads call no st.* function
+            if key in store:
+                value = store.get(key, make)
+            else:  # in a page's body, computed off its script run (ui.pending)
+                value = pending.get(("answer", key), lambda: store.get(key, make), spinner or "")
             return copy_.deepcopy(value) if copy else value
         return call
     return wrap
@@ -142,7 +147,13 @@ def run_bytes(run: runs.Run) -> int:
 
 def run(ref: RunRef) -> runs.Run:
     """The run `ref`, loaded once per server (its stamp in the key: a run rewritten on disk loads afresh)."""
-    return run_cache().get(("run", ref), lambda: runs.load_run(ref.path, name=ref.name))
+    store, key = run_cache(), ("run", ref)
+
+    def load():
+        return store.get(key, lambda: runs.load_run(ref.path, name=ref.name))
+    if key in store:
+        return load()
+    return pending.get(key, load, f"Loading run {ref.name} (the first time, TensorFlow too)")
 
 
 @answer(copy=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from . import pending
 from .escape import md
 
 PENDING = "links.pending"  # {key: [values]}: the opening URL's parameters not yet claimed by a widget
@@ -124,5 +125,9 @@ def run_page(body):
 
     if PagesManager.uses_pages_directory:
         runpy.run_path(str(APP), run_name="__main__")
-    else:
-        body()
+        return
+    try:
+        with pending.deferring():  # an answer that takes long is computed off this script run
+            body()
+    except pending.Pending as p:  # the page stops there; a box polls the answer and reruns the page with it
+        pending.show(p)

@@ -51,6 +51,13 @@ def max_concurrent_trainings() -> int:
     return max(1, int(os.environ.get("VAE_LAB_MAX_TRAININGS", "1")))
 
 
+def training_nice() -> int:
+    """How much lower than the server's a training worker's CPU priority is (VAE_LAB_TRAINING_NICE, default 10;
+    0: the same). A training takes every core it is given, for minutes; with its processes niced, the visitors'
+    page runs get the cores first and the training all the rest, so it runs as fast as before on an idle server."""
+    return max(0, min(19, int(os.environ.get("VAE_LAB_TRAINING_NICE", "10"))))
+
+
 def training_budget() -> tuple[float, float, float]:
     """(MB, minutes, GFLOP/s): the most memory and time a training may be estimated to take
     (VAE_LAB_TRAINING_MB, default 1500; VAE_LAB_TRAINING_MINUTES, default 60), and the sustained rate the

@@ -4,7 +4,8 @@ A worker imports TensorFlow and the library before it reads its request, and say
 server keeps one such spare: the next training takes it, so a click on Train starts with the data and
 the compile instead of the imports (seconds, more on a busy machine), and a new spare is started when
 that training has ended (not at once: it would compete with the training's first steps for the cores).
-A spare that has died is replaced. VAE_LAB_SPARE_WORKER=0 keeps none: an idle spare holds the memory of
+A spare that has died is replaced. A worker runs at a lower CPU priority than the server (server.training_nice):
+the visitors' pages first, the training the rest. VAE_LAB_SPARE_WORKER=0 keeps none: an idle spare holds the memory of
 an imported TensorFlow. A spare exits when the server does (its stdin closes).
 """
 from __future__ import annotations
@@ -22,7 +23,8 @@ _spare: subprocess.Popen | None = None
 
 
 def spawn() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vae_tf.worker"], cwd=server.REPO, text=True,
+    env = {**os.environ, "VAE_LAB_WORKER_NICE": str(server.training_nice())}
+    return subprocess.Popen([sys.executable, "-m", "vae_tf.worker"], cwd=server.REPO, text=True, env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
 

@@ -20,6 +20,7 @@ baseline is the test log-likelihood of the pixel-independent model fitted on the
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -55,7 +56,15 @@ def _listen(stop: threading.Event):
     stop.set()  # stdin closed: the server has gone
 
 
+def _lower_priority():
+    """VAE_LAB_WORKER_NICE (set by the server that starts the worker): lower this process's CPU priority by that
+    much, before TensorFlow starts its threads (they inherit it; on Linux a niceness is a thread's)."""
+    with contextlib.suppress(ValueError, OSError, AttributeError):  # not a number, or no os.nice: as it is
+        os.nice(max(0, int(os.environ.get("VAE_LAB_WORKER_NICE", "0"))))
+
+
 def main() -> int:
+    _lower_priority()
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing else may write into the event stream
     from .baselines import independent_pixels

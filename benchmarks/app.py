@@ -23,8 +23,8 @@ IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 RUNNING = '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'
 
 
-PENDING = f'[data-testid="stMain"] .st-key-{BOX_KEY}'  # an answer being computed off the page's script run
-PROGRESS = f'[data-testid="stMain"] :is([data-testid="stProgress"], .st-key-{BOX_KEY})'
+PENDING = f'[data-testid="stMain"] [class*="st-key-{BOX_KEY}-"]'  # an answer being computed off the script run
+PROGRESS = f'[data-testid="stMain"] :is([data-testid="stProgress"], [class*="st-key-{BOX_KEY}-"])'
 CONTENT = ".js-plotly-plot .trace, .js-plotly-plot .hm, .js-plotly-plot .heatmaplayer image, .katex"
 
 
@@ -41,12 +41,15 @@ def _rendered_at(page, since: float, timeout: float, content: bool = True, not_t
     left behind) and, if `content`, a chart's data or equations drawn — and stays so for `settle`
     seconds (the time returned is when that began). polling_ok: a page showing a background job's progress
     bar, or the box of an answer being computed off its script run (ui.pending), counts as rendered (its
-    fragment reruns every 1–2 s, so the app is never idle for long while it waits)."""
+    fragment reruns every 1–2 s, so the app is never idle for long while it waits); without it, a page is
+    rendered once that box has gone (its answers drawn)."""
     ready_since = None
     title = page.locator('[data-testid="stMain"] h1')
     progress = page.locator(PROGRESS)
     while time.perf_counter() - since < timeout:
         idle = page.locator(IDLE).count() > 0 and page.locator(RUNNING).count() == 0
+        if not polling_ok:  # the page complete: an answer still being computed is not rendered yet
+            idle = idle and page.locator(PENDING).count() == 0
         ready = ((idle or (polling_ok and progress.count() > 0)) and title.count() > 0
                  and (not_title is None or title.first.inner_text() != not_title)
                  and (not content or page.locator(f'[data-testid="stMain"] :is({CONTENT})').count() > 0))

@@ -66,8 +66,7 @@ def active_run() -> ActiveRun:
         st.stop()
     ref = RunRef(str(s.root), s.run_name, s.run_stamp)
     try:
-        with st.spinner(f"Loading run {s.run_name} (the first time, TensorFlow too)…"):
-            run = cache.run(ref)
+        run = cache.run(ref)  # the first time (TensorFlow too) the page says so (ui.pending)
     except CheckpointError as e:
         st.error(f"The run **{s.run_name}** cannot be loaded: {md(e)}")
         st.stop()

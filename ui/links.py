@@ -126,8 +126,5 @@ def run_page(body):
     if PagesManager.uses_pages_directory:
         runpy.run_path(str(APP), run_name="__main__")
         return
-    try:
-        with pending.deferring():  # an answer that takes long is computed off this script run
-            body()
-    except pending.Pending as p:  # the page stops there; a box polls the answer and reruns the page with it
-        pending.show(p)
+    with pending.deferring():  # an answer that takes long is computed off this script run, which shows a box
+        body()

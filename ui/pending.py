@@ -1,23 +1,27 @@
-"""Answers a page waits for without holding its script run.
+"""Answers a page waits for without computing them in its script run.
 
 Inside a page's body (links.run_page), an answer or a run that no one has computed yet (ui.cache) is handed to
-the server's answer threads, and the script run waits for it at most WAIT_SECONDS (VAE_LAB_ANSWER_WAIT_S, 1 s:
-an answer that quick is drawn in the same run, as before). A slower one raises Pending, which ends the page's
-body where it is: what was drawn so far stays (title, widgets, the sections before), and a box says what is
-being computed and for how long, polled every POLL_SECONDS, until the page reruns with the answer.
+the server's answer threads, and the script run waits for it. Past WAIT_SECONDS (VAE_LAB_ANSWER_WAIT_S, 1 s:
+an answer that quick is drawn as if computed in place) the page shows, where the answer goes, a box that says
+what is being computed and for how long (or its place in the queue), redrawn every POLL_SECONDS until the
+answer is there; then the box goes and the page goes on.
 
-Why: a script run blocked inside TensorFlow cannot be stopped, so a visitor who opened a page whose answer
-takes a minute (under load: the first visitors of a fresh server) was held there, unable to switch pages, and
-every such page held a Streamlit script thread. Now a click on another page is served at once; the computation
-goes on, at most THREADS at a time (VAE_LAB_ANSWER_THREADS, 2: the cores of Cloud's container), and its answer
-is kept for every visitor (one computation per key, whoever asks). At most MAX_QUEUED answers wait for a
-thread; past that a page computes its answer in its own script run, as it used to. The sidebar and app.py
-compute inline: only a page's body defers.
+Why: a script run computing inside TensorFlow cannot be stopped, so a visitor who opened a page whose answer
+takes a minute (under load: the first visitors of a fresh server) was held there: a click on another page
+waited for the computation's end. A script run that waits here redraws the box every POLL_SECONDS, and each
+redraw is a point where Streamlit takes a click: the switch is served at once, the computation goes on, at most
+THREADS at a time (VAE_LAB_ANSWER_THREADS, 2: the cores of Cloud's container), and its answer is kept for every
+visitor (one computation per key, whoever asks). The box is redrawn by the waiting run itself, not by a
+fragment's timer: Streamlit folds a timer's rerun into a pending page switch and keeps the timer's page, so a
+click on another page would be lost. At most MAX_QUEUED answers wait for a thread; past that a page computes
+its answer in its own script run, as it used to. The sidebar and app.py compute in place: only a page's body
+defers.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import math
 import os
 import threading
@@ -31,14 +35,14 @@ import streamlit as st
 
 from .escape import md
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5
 MAX_QUEUED = 32
-BOX_KEY = "pending-answer"  # the box's container: class st-key-pending-answer in the page (the benchmarks find it)
+BOX_KEY = "pending-answer"  # the box's container: class st-key-pending-answer-N (the benchmarks find it)
 
 
 def wait_seconds() -> float:
-    """How long a page's script run waits for an answer before it shows the box instead (inf: it waits for every
-    answer, computed in the script run itself, as before; the AppTests, which run no fragment's timer, use it)."""
+    """How long a page's script run waits for an answer before it shows the box (inf: every answer is computed
+    in the script run itself, as before; the AppTests use it, but for those of the box)."""
     return float(os.environ.get("VAE_LAB_ANSWER_WAIT_S", "1.0"))
 
 
@@ -53,24 +57,16 @@ class Task:
     since: float = field(default_factory=time.monotonic)
 
 
-class Pending(BaseException):
-    """An answer is being computed off the script run. A BaseException, as Streamlit's own st.stop() and
-    st.rerun() are: a page's `except Exception` around its computations must not swallow it."""
-
-    def __init__(self, task: Task):
-        super().__init__(task.label)
-        self.task = task
-
-
 _deferring = contextvars.ContextVar("vae_lab_deferring", default=False)
 _lock = threading.Lock()
 _tasks: dict[Hashable, Task] = {}
 _pool: ThreadPoolExecutor | None = None
+_boxes = itertools.count()  # each box's key: one run may wait for several answers
 
 
 @contextlib.contextmanager
 def deferring():
-    """Within it (a page's body), get() may raise Pending instead of computing in the script run."""
+    """Within it (a page's body), get() hands an answer to the answer threads instead of computing it here."""
     token = _deferring.set(True)
     try:
         yield
@@ -80,8 +76,8 @@ def deferring():
 
 def get(key: Hashable, compute: Callable[[], object], label: str):
     """compute()'s value: computed here outside a page's body; inside one, by the answer threads (one task per
-    key, whoever asks), waited for WAIT_SECONDS at most, else Pending. compute must not touch Streamlit's script
-    API (it runs in a thread of the server's). An exception of compute is raised here, as if computed inline."""
+    key, whoever asks), with the box past WAIT_SECONDS. compute must not touch Streamlit's script API (it runs
+    in a thread of the server's). An exception of compute is raised here, as if computed in place."""
     wait = wait_seconds()
     if not _deferring.get() or math.isinf(wait):
         return compute()
@@ -91,7 +87,19 @@ def get(key: Hashable, compute: Callable[[], object], label: str):
     try:
         return task.future.result(timeout=max(0.0, wait))
     except FutureTimeout:
-        raise Pending(task) from None
+        pass
+    holder = st.empty()
+    with holder.container(key=f"{BOX_KEY}-{next(_boxes)}"):
+        line = st.empty()
+    try:
+        while True:
+            line.info(text(task), icon=":material/hourglass_top:")  # also where a click on another page lands
+            try:
+                return task.future.result(timeout=POLL_SECONDS)
+            except FutureTimeout:
+                continue
+    finally:
+        holder.empty()
 
 
 def _task(key: Hashable, compute: Callable[[], object], label: str) -> Task | None:
@@ -133,16 +141,3 @@ def text(task: Task) -> str:
                                                               if ahead else "next"))
     return (f"{label}… ({where}). The rest of this page appears when it is ready; you can switch pages "
             "meanwhile: the computation goes on, and its answer is kept for every visitor.")
-
-
-def show(p: Pending):
-    """Where the page's body stopped: the box, redrawn every POLL_SECONDS; the page reruns once it is done."""
-    task = p.task
-
-    @st.fragment(run_every=POLL_SECONDS)
-    def box():
-        if task.future.done():
-            st.rerun()
-        with st.container(key=BOX_KEY):
-            st.info(text(task), icon=":material/hourglass_top:")
-    box()

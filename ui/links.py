@@ -119,7 +119,8 @@ def run_page(body):
     Until app.py's st.navigation has run once in a server (AppTest: in each run), Streamlit treats the
     pages/ folder as an old-style multipage app and runs the page file whose name matches the URL
     (/log-px → pages/log-px.py) on its own, without the sidebar. Such a run executes app.py instead,
-    whose st.navigation resolves the same URL to this page and runs it with the sidebar.
+    whose st.navigation resolves the same URL to this page and runs it with the sidebar. In the body, an answer
+    not yet computed is computed by the server's answer threads while the page shows a box (ui.pending).
     """
     from streamlit.runtime.pages_manager import PagesManager
 

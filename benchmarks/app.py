@@ -40,9 +40,9 @@ def _rendered_at(page, since: float, timeout: float, content: bool = True, not_t
     """Seconds from `since` until the script is idle with a page title (other than `not_title`, the page
     left behind) and, if `content`, a chart's data or equations drawn — and stays so for `settle`
     seconds (the time returned is when that began). polling_ok: a page showing a background job's progress
-    bar, or the box of an answer being computed off its script run (ui.pending), counts as rendered (its
-    fragment reruns every 1–2 s, so the app is never idle for long while it waits); without it, a page is
-    rendered once that box has gone (its answers drawn)."""
+    bar, or the box of an answer being computed off its script run (ui.pending), counts as rendered (the bar's
+    fragment reruns every 2 s and the box's script run is still running, so the app is not idle while it
+    waits); without it, a page is rendered once that box has gone (its answers drawn)."""
     ready_since = None
     title = page.locator('[data-testid="stMain"] h1')
     progress = page.locator(PROGRESS)

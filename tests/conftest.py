@@ -4,8 +4,9 @@ import shutil
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# AppTest runs no fragment's timer: its pages compute every answer in the script run (ui.pending), except where a
-# test sets another wait; the browser tests' servers start with the app's own default (tests/test_browser.py).
+# The AppTests' pages compute every answer in their own script run, as before ui.pending (what a test checks is
+# computed in its run), except where a test sets another wait; the browser tests' servers and the benchmarks'
+# start with the app's own default (tests/test_browser.py, benchmarks/app.py).
 os.environ.setdefault("VAE_LAB_ANSWER_WAIT_S", "inf")
 
 import numpy as np  # noqa: E402

@@ -24,7 +24,8 @@
    default run's first 20 test images at K = 2000, beside the delta method's (calibration.py).
 2b. End to end (end_to_end.py): a fresh `vae_tf` training process against the textbook script's, on the
    same work, whole process, with where the time goes (start-up, first compiled call, steps, evaluation,
-   writes).
+   writes); and the same training as the app's Train click runs it, on the spare worker the Train page keeps
+   ready: click → first progress, first steps, run saved.
 5. The app: seconds from `streamlit run app.py` to the first page rendered with the shipped run,
    then switching between pages once warm, and the server's peak memory.
 6. How tight is the bound (bounds.py): AIS at its defaults on the shipped default run's first 100 test
@@ -57,6 +58,7 @@ from vae_tf.data import load_fashion_mnist
 from .app import run_app
 from .bounds import run_bounds, target_lines
 from .calibration import TARGET_COVER, TARGET_RATIO, run_calibration
+from .end_to_end import TARGET_FIRST_PROGRESS_S
 from .end_to_end import TARGET_RATIO as E2E_TARGET
 from .distributed import run_distributed
 from .end_to_end import run_end_to_end
@@ -135,8 +137,12 @@ def print_targets(res: dict, args):
     print(f"  training ≥ {TARGETS['train_pct_ceiling']:.0f}% of the ceiling: {res['train_pct_ceiling']:.0f}% "
           f"{met(res['train_pct_ceiling'], TARGETS['train_pct_ceiling'])}")
     if not args.skip_end_to_end:
-        print(f"  end to end ≥ {E2E_TARGET}× the textbook script: {res['e2e_ratio']:.2f}× "
+        print(f"  end to end ≥ {E2E_TARGET}× the textbook script, a fresh process: {res['e2e_ratio']:.2f}× "
               f"{met(res['e2e_ratio'], E2E_TARGET)}")
+        print(f"  end to end ≥ {E2E_TARGET}× the textbook script, the app's Train click: {res['e2e_click_ratio']:.2f}× "
+              f"{met(res['e2e_click_ratio'], E2E_TARGET)}")
+        print(f"  the first progress within {TARGET_FIRST_PROGRESS_S} s of the click: "
+              f"{res['e2e_first_progress_s']:.2f} s {met(res['e2e_first_progress_s'], TARGET_FIRST_PROGRESS_S, False)}")
     print(f"  importance sampling ≥ {TARGETS['is_ratio']}× the one shot: {res['is_ratio']:.2f}× "
           f"{met(res['is_ratio'], TARGETS['is_ratio'])}")
     print(f"  importance sampling ≥ {TARGETS['is_ratio']}× the one shot in every round, quiet and busy: lowest "

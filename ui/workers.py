@@ -49,3 +49,16 @@ def take() -> subprocess.Popen:
 def spare_pid() -> int | None:
     with _lock:
         return _spare.pid if _spare is not None and _spare.poll() is None else None
+
+
+def discard():
+    """Stop the spare, if there is one (the benchmark: a spare's imports are not to be timed with other work)."""
+    global _spare
+    with _lock:
+        proc, _spare = _spare, None
+    if proc is not None and proc.poll() is None:
+        proc.stdin.close()  # a spare reads an empty request and exits
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -6,8 +6,9 @@ URL, its body a function run through ui.links.run_page) and one st.Page line in 
 """
 import streamlit as st
 
-from ui import disk, links, prewarm, progress, server, session, sidebar, training
+from ui import disk, links, prewarm, progress, script_runs, server, session, sidebar, training
 
+script_runs.keep_keras_session()  # a script run's end no longer clears TensorFlow's kernel cache (ui/script_runs.py)
 st.set_page_config(page_title="VAE Lab", page_icon=":material/science:", layout="wide")
 
 PAGES = [

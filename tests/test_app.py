@@ -68,6 +68,11 @@ def test_train_page_shows_the_shipped_run(lab):
     raw = traces(curves, "train, per step")
     assert len(raw) == 3 and len(raw[0]["y"]) == len(h["steps"])
     np.testing.assert_allclose(raw[0]["y"], [s[1] for s in h["steps"]])
+    from streamlit.runtime.scriptrunner import script_runner
+
+    from ui import script_runs
+
+    assert script_runner._clean_problem_modules is script_runs._clean_problem_modules  # app.py trimmed the run's end
     test = traces(curves, "test set")[0]
     np.testing.assert_allclose(test["y"], [e["test_elbo"] for e in h["epochs"]])
     table = at.dataframe[0].value

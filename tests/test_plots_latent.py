@@ -228,3 +228,12 @@ def test_a_label_that_rounds_to_zero_has_no_sign():
     assert (fmt(-0.001), fmt(-0.006), fmt(0.0), fmt(-1.234, 1)) == ("0.00", "-0.01", "0.00", "-1.2")
     fig = plots.gap_histogram(np.array([-0.002, 0.001, 0.0005]))
     assert [a.text for a in fig.layout.annotations] == ["mean 0.00 nats"]
+
+
+def test_a_scatter_is_svg_up_to_svg_points_and_webgl_beyond():
+    from vae_tf.plots.style import SVG_POINTS
+
+    for n, kind in ((SVG_POINTS, "scatter"), (SVG_POINTS + 1, "scattergl")):
+        assert plots.latent_map(np.zeros((n, 2)), None).data[0].type == kind
+        assert plots.latent_points(np.zeros((n, 2)), None).data[0].type == kind
+        assert plots.elbo_vs_logpx(np.zeros(n), np.zeros(n)).data[0].type == kind

@@ -168,9 +168,9 @@ def test_posterior_map_keeps_its_traces_and_click_targets():
     np.testing.assert_allclose(max(ring.x), 0.1 + 0.3, atol=1e-9)
     np.testing.assert_allclose(max(ring.y), 0.2 + 0.4, atol=1e-3)
     target = b.data[-1]
-    assert len(target.customdata) == len(z[::4]) ** 2
+    assert len(target.customdata) == len(z[::8]) ** 2
     # the click targets carry their z (reading a selection event of them: tests/test_widgets.py)
-    click_grid = np.stack([g.ravel() for g in np.meshgrid(z[::4], z[::4])], 1)
+    click_grid = np.stack([g.ravel() for g in np.meshgrid(z[::8], z[::8])], 1)
     np.testing.assert_allclose(np.asarray(target.customdata), click_grid)
 
 

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .style import (ELBO_COLOR, fmt, EXACT_COLOR, GRID_COLOR, LOGPX_COLOR, PROPOSAL_COLORS, PROPOSAL_NAMES, RUN_COLORS,
-                    UNRELIABLE_COLOR, base_layout)
+                    UNRELIABLE_COLOR, base_layout, points_trace)
 
 
 def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, pareto_k=None, k: int | None = None,
@@ -23,7 +23,7 @@ def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, pareto_k=None, k: int | N
     from ..mc_error import reason, unreliable
 
     log_px, elbo = np.asarray(log_px, np.float64), np.asarray(elbo, np.float64)
-    fig = go.Figure()
+    fig, markers = go.Figure(), points_trace(len(elbo))
     xs = [log_px, elbo]
     flagged = unreliable(pareto_k) if pareto_k is not None else np.zeros(len(elbo), bool)
     why = [reason(float(v), k or 0) for v in pareto_k] if pareto_k is not None else [""] * len(elbo)
@@ -31,7 +31,7 @@ def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, pareto_k=None, k: int | N
                     else [""] * len(elbo), object)
     # one trace for every image (flagged ones as dark crosses), so that its points are all the images; its legend
     # entries are drawn apart, one per marker (plotly's would show the first image's marker only)
-    fig.add_trace(go.Scattergl(x=log_px, y=elbo, mode="markers", name=f"importance sampling  (log p̂(x), {elbo_name})",
+    fig.add_trace(markers(x=log_px, y=elbo, mode="markers", name=f"importance sampling  (log p̂(x), {elbo_name})",
                                showlegend=False,
                                marker=dict(size=np.where(flagged, 8, 6), opacity=0.75,
                                            color=np.where(flagged, UNRELIABLE_COLOR, LOGPX_COLOR),
@@ -42,20 +42,20 @@ def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, pareto_k=None, k: int | N
     for shown, symbol, color, label in ((~flagged, "circle", LOGPX_COLOR, f"log p̂(x) vs {elbo_name}"),
                                         (flagged, "x", UNRELIABLE_COLOR, "unreliable: Pareto k̂ > 0.7")):
         if shown.any():
-            fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", hoverinfo="skip",
+            fig.add_trace(markers(x=[None], y=[None], mode="markers", hoverinfo="skip",
                                        name=f"{label} ({int(shown.sum())} images)",
                                        marker=dict(size=8, color=color, symbol=symbol)))
     if exact is not None:
         exact = np.asarray(exact, np.float64)
         xs.append(exact)
-        fig.add_trace(go.Scattergl(x=exact, y=elbo[:len(exact)], mode="markers", name="exact log p(x) (closed form)",
+        fig.add_trace(markers(x=exact, y=elbo[:len(exact)], mode="markers", name="exact log p(x) (closed form)",
                                    marker=dict(size=11, color="rgba(0,0,0,0)", line=dict(color=EXACT_COLOR, width=2)),
                                    hovertemplate="exact log p(x) = %{x:.2f}<br>" + elbo_name
                                                  + " = %{y:.2f}<extra></extra>"))
     if grid is not None:
         idx, values = np.asarray(grid[0], int), np.asarray(grid[1], np.float64)
         xs.append(values)
-        fig.add_trace(go.Scattergl(x=values, y=elbo[idx], mode="markers", name=f"{grid_name} ({len(idx)} images)",
+        fig.add_trace(markers(x=values, y=elbo[idx], mode="markers", name=f"{grid_name} ({len(idx)} images)",
                                    marker=dict(size=12, symbol="diamond-open", color=GRID_COLOR, line=dict(width=2)),
                                    hovertemplate=grid_name + " = %{x:.2f}<br>" + elbo_name
                                                  + " = %{y:.2f}<extra></extra>"))

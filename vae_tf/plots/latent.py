@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import PATH_COLORS, base_layout, class_color
+from .style import PATH_COLORS, base_layout, class_color, points_trace
 
 MAX_LEGEND_CLASSES = 20  # more classes: one trace, coloured by class number, without a legend entry each
 
@@ -16,11 +16,11 @@ def latent_map(points, labels, class_names=(), paths=None, endpoints=None,
     points = np.asarray(points, np.float64)
     fig = go.Figure()
     labels = np.zeros(len(points), int) if labels is None else np.asarray(labels)
-    classes = np.unique(labels)
+    classes, markers = np.unique(labels), points_trace(len(points))
     if len(classes) > MAX_LEGEND_CLASSES:
         # One trace coloured by class number: a trace (and a legend entry) per class froze the browser for a
         # minute with a data set of 1,000 classes.
-        fig.add_trace(go.Scattergl(x=points[:, 0], y=points[:, 1], mode="markers", name=f"{len(classes)} classes",
+        fig.add_trace(markers(x=points[:, 0], y=points[:, 1], mode="markers", name=f"{len(classes)} classes",
                                    marker=dict(size=4, color=labels, colorscale="Turbo", opacity=0.55,
                                                colorbar=dict(title="class", thickness=12)),
                                    customdata=labels, hovertemplate="class %{customdata}<br>(%{x:.2f}, %{y:.2f})"
@@ -28,7 +28,7 @@ def latent_map(points, labels, class_names=(), paths=None, endpoints=None,
     for c in classes if len(classes) <= MAX_LEGEND_CLASSES else ():
         sel = labels == c
         name = class_names[c] if 0 <= c < len(class_names) else str(c)
-        fig.add_trace(go.Scattergl(x=points[sel, 0], y=points[sel, 1], mode="markers", name=name,
+        fig.add_trace(markers(x=points[sel, 0], y=points[sel, 1], mode="markers", name=name,
                                    marker=dict(size=4, color=class_color(c), opacity=0.55),
                                    hovertemplate=f"{name}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
     for kind, p in (paths or {}).items():
@@ -56,12 +56,12 @@ def latent_axis_1d(z, labels, class_names=(), paths=None, height: int = 420, see
     z = np.asarray(z, np.float64).reshape(-1)
     labels = np.zeros(len(z), int) if labels is None else np.asarray(labels)
     jitter = np.random.default_rng(seed).uniform(-0.3, 0.3, len(z))
-    fig = go.Figure()
+    fig, markers = go.Figure(), points_trace(len(z))
     classes = list(np.unique(labels))
     for row, c in enumerate(classes):
         sel = labels == c
         name = class_names[c] if 0 <= c < len(class_names) else str(c)
-        fig.add_trace(go.Scattergl(x=z[sel], y=row + jitter[sel], mode="markers", name=name, showlegend=False,
+        fig.add_trace(markers(x=z[sel], y=row + jitter[sel], mode="markers", name=name, showlegend=False,
                                    marker=dict(size=4, color=class_color(c), opacity=0.5),
                                    hovertemplate=f"{name}: z = %{{x:.2f}}<extra></extra>"))
     ticks = [class_names[c] if 0 <= c < len(class_names) else str(c) for c in classes]
@@ -85,11 +85,11 @@ def latent_points(points, labels, class_names=(), indices=None, selected=(), axi
     points = np.asarray(points, np.float64)
     labels = np.zeros(len(points), int) if labels is None else np.asarray(labels)
     indices = np.arange(len(points)) if indices is None else np.asarray(indices)
-    fig = go.Figure()
+    fig, markers = go.Figure(), points_trace(len(points))
     for c in np.unique(labels):
         sel = labels == c
         name = class_names[c] if 0 <= c < len(class_names) else str(c)
-        fig.add_trace(go.Scattergl(x=points[sel, 0], y=points[sel, 1], mode="markers", name=name,
+        fig.add_trace(markers(x=points[sel, 0], y=points[sel, 1], mode="markers", name=name,
                                    customdata=indices[sel], marker=dict(size=5, color=class_color(c), opacity=0.6),
                                    hovertemplate=f"#%{{customdata}} {name}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
     chosen = np.isin(indices, np.asarray(list(selected), int))

@@ -17,6 +17,14 @@ UNRELIABLE_COLOR = "#212529"  # images whose estimate cannot be trusted (Pareto 
 PROPOSAL_COLORS = {"prior": "#868e96", "posterior": LOGPX_COLOR}
 PROPOSAL_NAMES = {"prior": "prior p(z)", "posterior": "encoder q(z|x)"}
 FONT = dict(size=13)
+SVG_POINTS = 1000  # markers up to which a scatter is drawn as SVG rather than WebGL
+
+
+def points_trace(n: int) -> type[go.Scatter] | type[go.Scattergl]:
+    """The scatter trace for n markers: SVG up to SVG_POINTS, WebGL beyond. Each WebGL chart sets up its own
+    GL context and shaders before it draws a point, which costs more than drawing a few thousand SVG markers,
+    most of all in a browser without a GPU, where WebGL runs in software on the visitor's CPU."""
+    return go.Scatter if n <= SVG_POINTS else go.Scattergl
 
 
 def base_layout(fig: go.Figure, height: int, **kw) -> go.Figure:

@@ -9,6 +9,7 @@ import streamlit as st
 from ui import disk, links, prewarm, progress, script_runs, server, session, sidebar, training
 
 script_runs.keep_keras_session()  # a script run's end no longer clears TensorFlow's kernel cache (ui/script_runs.py)
+script_runs.began()  # the server's background work waits for a lull in script runs
 st.set_page_config(page_title="VAE Lab", page_icon=":material/science:", layout="wide")
 
 PAGES = [

@@ -1,5 +1,7 @@
 """ui.script_runs: a script run's end leaves Keras's session (and TensorFlow's kernel cache) alone; Streamlit's
-full garbage collection after every run is off."""
+full garbage collection after every run is off; the background work waits for a lull in script runs."""
+import threading
+import time
 import tomllib
 from pathlib import Path
 
@@ -40,3 +42,34 @@ def test_the_app_turns_off_the_collection_after_each_run():  # app.py's call: te
     repo = Path(__file__).resolve().parent.parent
     config = tomllib.loads((repo / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_background_work_waits_for_a_lull_in_script_runs():
+    stop = threading.Event()
+    script_runs.began()
+    t = time.monotonic()
+    assert script_runs.wait_for_lull(0.5, 30, stop)
+    assert 0.45 <= time.monotonic() - t < 10  # not before half a second without a new run
+
+
+def test_script_runs_without_a_lull_hold_it_back_only_so_long():
+    stop, clicking = threading.Event(), threading.Event()
+
+    def visitors():  # a run begins every 50 ms: never a lull of a second
+        while not clicking.wait(0.05):
+            script_runs.began()
+
+    threading.Thread(target=visitors, daemon=True).start()
+    try:
+        t = time.monotonic()
+        assert script_runs.wait_for_lull(1.0, 0.8, stop)
+        assert 0.75 <= time.monotonic() - t < 10
+    finally:
+        clicking.set()
+
+
+def test_a_stop_ends_the_wait_for_a_lull():
+    stop = threading.Event()
+    script_runs.began()
+    threading.Timer(0.2, stop.set).start()
+    assert not script_runs.wait_for_lull(60, 60, stop)

@@ -20,7 +20,7 @@ import streamlit as st
 
 from vae_tf.runs import RunRef
 
-from . import bounds, cache, catalog, estimates, server
+from . import bounds, cache, catalog, estimates, script_runs, server
 from .jobs import Job
 
 _log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ PRIOR_REPEATS = 8
 RECONSTRUCTED = 16  # the Reconstructions page's default count of images and of prior samples
 MAPPED, MANIFOLD_SIDE = 3000, 15  # the latent maps' default count of test images; codes per side of the manifold
 SHOWN_DIMS = 12  # the Latent diagnostics page's traversal rows: the 8 largest KL and the 4 smallest
+LULL_S, LULL_MOST_S = 2.0, 20.0  # it begins once no script run has begun for LULL_S (at most LULL_MOST_S after launch)
 
 
 @st.cache_resource
@@ -47,6 +48,8 @@ def start(root: str) -> Job | None:
                         return False
             return True
 
+        if not script_runs.wait_for_lull(LULL_S, LULL_MOST_S, job.stop):  # the first pages first
+            return None
         try:
             loaded = _load(Path(root), server.DEFAULT_RUN)
         except Exception as e:  # only a head start: the pages load (and report) it themselves

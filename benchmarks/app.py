@@ -25,7 +25,8 @@ RUNNING = '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidg
 
 PENDING = f'[data-testid="stMain"] [class*="st-key-{BOX_KEY}-"]'  # an answer being computed off the script run
 PROGRESS = f'[data-testid="stMain"] :is([data-testid="stProgress"], [class*="st-key-{BOX_KEY}-"])'
-CONTENT = ".js-plotly-plot .trace, .js-plotly-plot .hm, .js-plotly-plot .heatmaplayer image, .katex"
+CONTENT = (".js-plotly-plot .trace, .js-plotly-plot .hm, .js-plotly-plot .heatmaplayer image, "
+           ".js-plotly-plot .imagelayer image, .katex")  # a picture (image grids, mosaics) is in the image layer
 
 
 def tensorflow_import_seconds() -> float:

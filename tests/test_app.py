@@ -14,6 +14,7 @@ from conftest import open_app as shared_open_app
 from plotly_spec import charts, traces
 from streamlit.testing.v1 import AppTest
 
+from vae_tf import plots
 from vae_tf.config import Config
 
 SHIPPED = ("fashion-default", "fashion-2d", "fashion-linear-gaussian")
@@ -89,24 +90,24 @@ def test_train_page_shows_the_shipped_run(lab):
 def test_reconstructions_page_shows_images_elbos_and_prior_samples(lab, fashion):
     at = open_app("pages/reconstructions.py")
     grid, prior = charts(at)
-    heat = [t for t in grid["data"] if t["type"] == "heatmap"]
+    heat = plots.grid_images(grid)
     assert len(heat) == 32  # 16 test images and 16 reconstructions
     titles = [a["text"] for a in grid["layout"]["annotations"]]
     first = int(titles[0].split("<br>")[0].lstrip("#"))
     x = fashion.test_images("bernoulli")[first].reshape(28, 28)
-    np.testing.assert_allclose(heat[0]["z"], np.round(x, 3))  # the test image as the model sees it
-    recon = np.array(heat[8]["z"], float)  # the row under it
+    np.testing.assert_allclose(heat[0], x, atol=0.5 / 255 + 1e-9)  # the test image as the model sees it, in 8 bits
+    recon = heat[8]  # the row under it
     assert recon.shape == (28, 28) and recon.min() >= 0 and recon.max() <= 1 and recon.std() > 0.05
     assert titles[8].startswith("ELBO -") and "KL" in titles[8]
     elbos = [float(t.split("<br>")[0].split()[1]) for t in titles if t.startswith("ELBO")]
     assert len(elbos) == 16 and all(-600 < e < -50 for e in elbos)
     mean = float(at.metric[0].value.split()[0])
     assert mean == pytest.approx(np.mean(elbos), abs=0.1)
-    assert len([t for t in prior["data"] if t["type"] == "heatmap"]) == 16
+    assert len(plots.grid_images(prior)) == 16
     # decoding a sample z ~ q(z|x) instead of the mean changes the reconstructions, not the test images
     at.radio(key="page.rec.source").set_value("a sample z ~ q(z|x)").run()
-    sampled = [t for t in charts(at)[0]["data"] if t["type"] == "heatmap"]
-    assert sampled[0]["z"] == heat[0]["z"] and sampled[8]["z"] != heat[8]["z"]
+    sampled = plots.grid_images(charts(at)[0])
+    assert (sampled[0] == heat[0]).all() and not (sampled[8] == heat[8]).all()
     # by class: 3 of each chosen class, grouped
     at.radio(key="page.rec.mode").set_value("by class").run()
     at.multiselect(key="page.rec.classes").set_value([7, 1]).run()
@@ -137,7 +138,10 @@ def test_interpolation_page_shows_both_paths_and_the_latent_map(lab):
     ends, linear, spherical, *rest = charts(at)
     norms = next(c for c in rest if c["layout"]["yaxis"]["title"]["text"] == "‖z(t)‖")
     latent_map = next(c for c in rest if c is not norms)
-    assert len(linear["data"]) == len(spherical["data"]) == 10
+    lin_strip, sph_strip = plots.grid_images(linear), plots.grid_images(spherical)
+    assert len(lin_strip) == len(sph_strip) == 10
+    for end in (0, -1):  # both paths run from z_A to z_B
+        np.testing.assert_allclose(lin_strip[end], sph_strip[end], atol=1 / 255)
     lin, sph = (np.array(traces(norms, k)[0]["y"]) for k in ("linear", "spherical"))
     assert lin[0] == pytest.approx(sph[0]) and lin[-1] == pytest.approx(sph[-1])
     assert lin[5] < min(lin[0], lin[-1]) and np.allclose(np.diff(sph), np.diff(sph)[0])  # slerp: length linear
@@ -278,7 +282,7 @@ def test_sidebar_and_page_values_survive_page_switches(lab):
     at.selectbox(key="run.active").set_value("fashion-2d").run()
     at.switch_page("pages/reconstructions.py").run()
     at.slider(key="page.rec.n").set_value(8).run()
-    assert len([t for t in charts(at)[0]["data"] if t["type"] == "heatmap"]) == 16
+    assert len(plots.grid_images(charts(at)[0])) == 16
     at.switch_page("pages/interpolation.py").run()
     assert not at.exception
     assert any(xtitle(c) == "z₁" for c in charts(at))  # a 2-D latent is its own map, no PCA

@@ -47,7 +47,8 @@ IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 RUNNING_ICON = '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 CHART = ".js-plotly-plot"
-TRACE = ".js-plotly-plot .trace, .js-plotly-plot .hm, .js-plotly-plot .heatmaplayer image"
+TRACE = (".js-plotly-plot .trace, .js-plotly-plot .hm, .js-plotly-plot .heatmaplayer image, "
+         ".js-plotly-plot .imagelayer image")  # a picture (image grids, mosaics) is in the image layer
 
 
 # -- the server ------------------------------------------------------------------------------------------

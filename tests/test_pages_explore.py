@@ -76,7 +76,7 @@ def test_posterior_page_draws_p_and_q_and_its_kl_equals_the_gap(lab, runs, fashi
     marks = traces(fig, "marked points")[0]
     assert marks["text"][0] == "q" and marks["x"][0] == pytest.approx(g.q_loc[0], abs=1e-6)
     decoded = charts(at)[1]
-    assert len([t for t in decoded["data"] if t["type"] == "heatmap"]) == 1 + len(marks["text"])
+    assert len(plots.grid_images(decoded)) == 1 + len(marks["text"])
 
 
 def test_posterior_page_shows_where_q_misses_the_mode(lab):

@@ -124,27 +124,32 @@ def test_picking_images():
 def test_image_grid_holds_every_image_and_title():
     imgs = np.random.default_rng(0).random((5, 4, 4))
     fig = plots.image_grid(imgs, titles=[f"img {i}" for i in range(5)], ncols=3)
-    heat = [t for t in fig.data if t.type == "heatmap"]
-    assert len(heat) == 5
-    for t, img in zip(heat, imgs, strict=True):
-        np.testing.assert_allclose(np.asarray(t.z), np.round(img, 3))
-        assert (t.zmin, t.zmax) == (0, 1)
-    assert [a.text for a in fig.layout.annotations][:5] == [f"img {i}" for i in range(5)]
+    assert [t.type for t in fig.data] == ["image"]  # one picture, not a heatmap per image
+    shown = plots.grid_images(fig)
+    assert shown.shape == (5, 4, 4)
+    np.testing.assert_allclose(shown, imgs, atol=0.5 / 255 + 1e-9)  # 8-bit grey levels
+    assert [a.text for a in fig.layout.annotations] == [f"img {i}" for i in range(5)]
+    # each title sits centred over its own image: the cells of one row share a top, the next row is lower
+    cells = fig.layout.meta["cells"]
+    for a, (y0, x0, _, w) in zip(fig.layout.annotations, cells, strict=True):
+        assert (a.x, a.y, a.yanchor) == (x0 + (w - 1) / 2, y0 - 0.5, "bottom")
+    assert cells[0][0] == cells[2][0] < cells[3][0] and cells[3][1] == cells[0][1]
     flat = plots.image_grid(imgs.reshape(5, 16))  # flat pixels: the square shape is inferred
-    np.testing.assert_allclose(np.asarray(flat.data[2].z), np.round(imgs[2], 3))
+    np.testing.assert_allclose(plots.grid_images(flat)[2], imgs[2], atol=0.5 / 255 + 1e-9)
+    assert not flat.layout.annotations
 
 
 def test_reconstruction_grid_puts_each_reconstruction_under_its_image():
     x = np.random.default_rng(0).random((3, 4, 4))
     r = 1 - x
     fig = plots.reconstruction_grid(x, r, ["a", "b", "c"], ["ra", "rb", "rc"], ncols=2)
-    z = [np.asarray(t.z, float) for t in fig.data]
+    z = plots.grid_images(fig)
     # rows: x0 x1 / r0 r1 / x2 pad / r2 pad
-    np.testing.assert_allclose(z[0], np.round(x[0], 3))
-    np.testing.assert_allclose(z[2], np.round(r[0], 3))
-    np.testing.assert_allclose(z[4], np.round(x[2], 3))
-    np.testing.assert_allclose(z[6], np.round(r[2], 3))
-    assert np.isnan(z[5]).all()
+    np.testing.assert_allclose(z[0], x[0], atol=0.5 / 255 + 1e-9)
+    np.testing.assert_allclose(z[2], r[0], atol=0.5 / 255 + 1e-9)
+    np.testing.assert_allclose(z[4], x[2], atol=0.5 / 255 + 1e-9)
+    np.testing.assert_allclose(z[6], r[2], atol=0.5 / 255 + 1e-9)
+    assert (z[5] == 1).all()  # the empty cell beside the last image is white
     assert [a.text for a in fig.layout.annotations][:4] == ["a", "b", "ra", "rb"]
 
 

@@ -17,7 +17,7 @@ from .bounds import (bound_comparison, compare_finals, elbo_vs_logpx, gap_histog
 from .diagnostics import (beta_sweep_curves, information_split, kl_per_dim_bars, ppca_spectrum,
                           traversal_mosaic)
 from .curves import PANEL_TITLES, TEST_KEYS, compare_curves, curve_panels, smooth, training_curves
-from .images import image_grid, manifold, mosaic, picture, picture_pixels, reconstruction_grid
+from .images import grid_images, image_grid, manifold, mosaic, picture, picture_pixels, reconstruction_grid
 from .ladder import ais_on_posterior, gap_bars, ladder_chart, rung_color
 from .latent import latent_axis_1d, latent_map, latent_points, path_norms
 from .posterior import LOG_FLOOR, ellipse, posterior_map
@@ -30,7 +30,7 @@ __all__ = [
     "proposal_comparison",
     "beta_sweep_curves", "information_split", "kl_per_dim_bars", "ppca_spectrum", "traversal_mosaic",
     "PANEL_TITLES", "TEST_KEYS", "compare_curves", "curve_panels", "smooth", "training_curves",
-    "image_grid", "manifold", "mosaic", "picture", "picture_pixels", "reconstruction_grid",
+    "grid_images", "image_grid", "manifold", "mosaic", "picture", "picture_pixels", "reconstruction_grid",
     "ais_on_posterior", "gap_bars", "ladder_chart", "rung_color",
     "latent_axis_1d", "latent_map", "latent_points", "path_norms",
     "LOG_FLOOR", "ellipse", "posterior_map",

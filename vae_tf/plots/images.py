@@ -12,9 +12,12 @@ import plotly.graph_objects as go
 
 def image_grid(images, titles=None, ncols: int = 8, cell: int = 84, title_lines: int = 1,
                image_shape: tuple[int, int] | None = None) -> go.Figure:
-    """Images in [0, 1] as a grid of grey heatmaps (0 black, 1 white), one subplot each, with titles.
+    """Images in [0, 1] as a grid (0 black, 1 white, in 8-bit grey levels as a screen shows them), with a title
+    over each: one picture on one pair of axes, not a heatmap on its own axes per image, which the browser
+    laid out and painted one by one on every visit of an image page. layout.meta["cells"] holds each image's
+    place in the picture (grid_images reads the images back).
 
-    images: (N, H, W), or (N, H·W) with image_shape. Each heatmap keeps its pixels (hover shows them)."""
+    images: (N, H, W), or (N, H·W) with image_shape; a NaN pixel is white (an empty cell)."""
     images = np.asarray(images, np.float64)
     if images.ndim == 2:
         if image_shape is None:
@@ -27,35 +30,36 @@ def image_grid(images, titles=None, ncols: int = 8, cell: int = 84, title_lines:
     if n == 0:
         raise ValueError("no images to draw")
     ncols = max(1, min(ncols, n))
-    rows = math.ceil(n / ncols)
-    titles = list(titles) if titles is not None else []
+    rows, (h, w) = math.ceil(n / ncols), images.shape[1:]
+    titles = [str(t) for t in titles] if titles is not None else []
     title_px = (15 * title_lines + 8) if titles else 6
-    height = rows * (cell + title_px) + 8
-    hs, vs = min(0.02, 1 / max(ncols - 1, 1)), min(title_px / height, 1 / max(rows - 1, 1))
-    w, h = (1 - hs * (ncols - 1)) / ncols, (1 - vs * (rows - 1)) / rows
-    # The layout written out as make_subplots would make it (its cells' domains, its titles' places), as one
-    # dict validated once: make_subplots and update_xaxes set each of a grid's hundreds of axis properties
-    # through plotly's property machinery one at a time, the largest part of an image page's script run.
-    layout, data, annotations = {}, [], []
-    for i in range(rows * ncols):
+    px = cell / max(h, w)  # screen pixels per image pixel at the figure's height
+    gap_x, gap_y = max(1, round(4 / px)), max(1, round(title_px / px))  # the gap above a row holds its titles
+    canvas = np.full((rows * (h + gap_y), ncols * (w + gap_x) - gap_x), np.nan)
+    cells, annotations = [], []
+    for i, image in enumerate(images):
         r, c = divmod(i, ncols)
-        s = "" if i == 0 else str(i + 1)
-        x0, y1 = c * (w + hs), 1 - r * (h + vs)
-        layout[f"xaxis{s}"] = dict(domain=[max(0.0, x0), min(1.0, x0 + w)], anchor=f"y{s}", visible=False,
-                                   constrain="domain")
-        layout[f"yaxis{s}"] = dict(domain=[max(0.0, y1 - h), min(1.0, y1)], anchor=f"x{s}", visible=False,
-                                   autorange="reversed", constrain="domain", scaleanchor=f"x{s}")  # square pixels
-        if i < len(titles) and str(titles[i]):
-            annotations.append(dict(text=str(titles[i]), x=x0 + w / 2, y=min(1.0, y1), xref="paper", yref="paper",
+        y0, x0 = r * (h + gap_y) + gap_y, c * (w + gap_x)
+        canvas[y0:y0 + h, x0:x0 + w] = image
+        cells.append([y0, x0, h, w])
+        if i < len(titles) and titles[i]:
+            annotations.append(dict(text=titles[i], x=x0 + (w - 1) / 2, y=y0 - 0.5, xref="x", yref="y",
                                     xanchor="center", yanchor="bottom", showarrow=False,
                                     font=dict(size=12, color="#222")))
-        if i < n:
-            data.append(dict(type="heatmap", z=np.round(images[i], 3).astype(np.float32), colorscale="gray",
-                             zmin=0, zmax=1, showscale=False, name=str(titles[i]) if i < len(titles) else f"image {i}",
-                             xaxis=f"x{s}", yaxis=f"y{s}", hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>"))
-    layout.update(annotations=annotations, height=height, margin=dict(l=4, r=4, t=title_px + 2, b=4),
-                  plot_bgcolor="white")
-    return go.Figure(data=data, layout=layout)
+    fig = go.Figure(picture(canvas))
+    fig.update_xaxes(visible=False, range=[-0.5, canvas.shape[1] - 0.5], constrain="domain")
+    fig.update_yaxes(visible=False, range=[canvas.shape[0] - 0.5, -0.5], scaleanchor="x", constrain="domain")
+    fig.update_layout(annotations=annotations, height=rows * (cell + title_px) + 8, meta=dict(cells=cells),
+                      margin=dict(l=4, r=4, t=4, b=4), plot_bgcolor="white")
+    return fig
+
+
+def grid_images(fig) -> np.ndarray:
+    """The images of an image_grid figure (a go.Figure or its JSON dict), (N, H, W) in [0, 1], as 8 bits hold
+    them (a NaN pixel reads as 1, white)."""
+    data, layout = (fig["data"], fig["layout"]) if isinstance(fig, dict) else (fig.data, fig.layout)
+    pixels = picture_pixels(data[0])
+    return np.stack([pixels[y0:y0 + h, x0:x0 + w] for y0, x0, h, w in layout["meta"]["cells"]])
 
 
 def reconstruction_grid(originals, reconstructions, original_titles, reconstruction_titles,

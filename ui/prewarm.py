@@ -30,7 +30,7 @@ PRIOR_REPEATS = 8
 RECONSTRUCTED = 16  # the Reconstructions page's default count of images and of prior samples
 MAPPED, MANIFOLD_SIDE = 3000, 15  # the latent maps' default count of test images; codes per side of the manifold
 SHOWN_DIMS = 12  # the Latent diagnostics page's traversal rows: the 8 largest KL and the 4 smallest
-LULL_S, LULL_MOST_S = 2.0, 20.0  # it begins once no script run has begun for LULL_S (at most LULL_MOST_S after launch)
+LULL_S, LULL_MOST_S = 5.0, 20.0  # it begins once no script run has begun for LULL_S (at most LULL_MOST_S after launch)
 
 
 @st.cache_resource

@@ -32,33 +32,33 @@ def elbo_vs_logpx(log_px, elbo, exact=None, grid=None, pareto_k=None, k: int | N
     # one trace for every image (flagged ones as dark crosses), so that its points are all the images; its legend
     # entries are drawn apart, one per marker (plotly's would show the first image's marker only)
     fig.add_trace(markers(x=log_px, y=elbo, mode="markers", name=f"importance sampling  (log p̂(x), {elbo_name})",
-                               showlegend=False,
-                               marker=dict(size=np.where(flagged, 8, 6), opacity=0.75,
-                                           color=np.where(flagged, UNRELIABLE_COLOR, LOGPX_COLOR),
-                                           symbol=np.where(flagged, "x", "circle")),
-                               customdata=np.stack([np.arange(len(elbo)), np.asarray(why, object), pm], -1),
-                               hovertemplate="image %{customdata[0]}<br>log p̂(x) = %{x:.2f}%{customdata[2]}<br>"
-                                             + elbo_name + " = %{y:.2f}<br>%{customdata[1]}<extra></extra>"))
+                          showlegend=False,
+                          marker=dict(size=np.where(flagged, 8, 6), opacity=0.75,
+                                      color=np.where(flagged, UNRELIABLE_COLOR, LOGPX_COLOR),
+                                      symbol=np.where(flagged, "x", "circle")),
+                          customdata=np.stack([np.arange(len(elbo)), np.asarray(why, object), pm], -1),
+                          hovertemplate="image %{customdata[0]}<br>log p̂(x) = %{x:.2f}%{customdata[2]}<br>"
+                                        + elbo_name + " = %{y:.2f}<br>%{customdata[1]}<extra></extra>"))
     for shown, symbol, color, label in ((~flagged, "circle", LOGPX_COLOR, f"log p̂(x) vs {elbo_name}"),
                                         (flagged, "x", UNRELIABLE_COLOR, "unreliable: Pareto k̂ > 0.7")):
         if shown.any():
             fig.add_trace(markers(x=[None], y=[None], mode="markers", hoverinfo="skip",
-                                       name=f"{label} ({int(shown.sum())} images)",
-                                       marker=dict(size=8, color=color, symbol=symbol)))
+                                  name=f"{label} ({int(shown.sum())} images)",
+                                  marker=dict(size=8, color=color, symbol=symbol)))
     if exact is not None:
         exact = np.asarray(exact, np.float64)
         xs.append(exact)
         fig.add_trace(markers(x=exact, y=elbo[:len(exact)], mode="markers", name="exact log p(x) (closed form)",
-                                   marker=dict(size=11, color="rgba(0,0,0,0)", line=dict(color=EXACT_COLOR, width=2)),
-                                   hovertemplate="exact log p(x) = %{x:.2f}<br>" + elbo_name
-                                                 + " = %{y:.2f}<extra></extra>"))
+                              marker=dict(size=11, color="rgba(0,0,0,0)", line=dict(color=EXACT_COLOR, width=2)),
+                              hovertemplate="exact log p(x) = %{x:.2f}<br>" + elbo_name
+                                            + " = %{y:.2f}<extra></extra>"))
     if grid is not None:
         idx, values = np.asarray(grid[0], int), np.asarray(grid[1], np.float64)
         xs.append(values)
         fig.add_trace(markers(x=values, y=elbo[idx], mode="markers", name=f"{grid_name} ({len(idx)} images)",
-                                   marker=dict(size=12, symbol="diamond-open", color=GRID_COLOR, line=dict(width=2)),
-                                   hovertemplate=grid_name + " = %{x:.2f}<br>" + elbo_name
-                                                 + " = %{y:.2f}<extra></extra>"))
+                              marker=dict(size=12, symbol="diamond-open", color=GRID_COLOR, line=dict(width=2)),
+                              hovertemplate=grid_name + " = %{x:.2f}<br>" + elbo_name
+                                            + " = %{y:.2f}<extra></extra>"))
     allv = np.concatenate([v[np.isfinite(v)] for v in xs])
     lo, hi = float(allv.min()), float(allv.max())
     pad = 0.03 * (hi - lo) + 1e-6

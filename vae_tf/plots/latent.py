@@ -21,16 +21,16 @@ def latent_map(points, labels, class_names=(), paths=None, endpoints=None,
         # One trace coloured by class number: a trace (and a legend entry) per class froze the browser for a
         # minute with a data set of 1,000 classes.
         fig.add_trace(markers(x=points[:, 0], y=points[:, 1], mode="markers", name=f"{len(classes)} classes",
-                                   marker=dict(size=4, color=labels, colorscale="Turbo", opacity=0.55,
-                                               colorbar=dict(title="class", thickness=12)),
-                                   customdata=labels, hovertemplate="class %{customdata}<br>(%{x:.2f}, %{y:.2f})"
-                                                                    "<extra></extra>"))
+                              marker=dict(size=4, color=labels, colorscale="Turbo", opacity=0.55,
+                                          colorbar=dict(title="class", thickness=12)),
+                              customdata=labels, hovertemplate="class %{customdata}<br>(%{x:.2f}, %{y:.2f})"
+                                                               "<extra></extra>"))
     for c in classes if len(classes) <= MAX_LEGEND_CLASSES else ():
         sel = labels == c
         name = class_names[c] if 0 <= c < len(class_names) else str(c)
         fig.add_trace(markers(x=points[sel, 0], y=points[sel, 1], mode="markers", name=name,
-                                   marker=dict(size=4, color=class_color(c), opacity=0.55),
-                                   hovertemplate=f"{name}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
+                              marker=dict(size=4, color=class_color(c), opacity=0.55),
+                              hovertemplate=f"{name}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
     for kind, p in (paths or {}).items():
         p = np.asarray(p, np.float64)
         fig.add_trace(go.Scatter(x=p[:, 0], y=p[:, 1], mode="lines+markers", name=f"{kind} path",
@@ -62,8 +62,8 @@ def latent_axis_1d(z, labels, class_names=(), paths=None, height: int = 420, see
         sel = labels == c
         name = class_names[c] if 0 <= c < len(class_names) else str(c)
         fig.add_trace(markers(x=z[sel], y=row + jitter[sel], mode="markers", name=name, showlegend=False,
-                                   marker=dict(size=4, color=class_color(c), opacity=0.5),
-                                   hovertemplate=f"{name}: z = %{{x:.2f}}<extra></extra>"))
+                              marker=dict(size=4, color=class_color(c), opacity=0.5),
+                              hovertemplate=f"{name}: z = %{{x:.2f}}<extra></extra>"))
     ticks = [class_names[c] if 0 <= c < len(class_names) else str(c) for c in classes]
     for i, (kind, p) in enumerate((paths or {}).items()):
         p = np.asarray(p, np.float64).reshape(-1)
@@ -90,8 +90,8 @@ def latent_points(points, labels, class_names=(), indices=None, selected=(), axi
         sel = labels == c
         name = class_names[c] if 0 <= c < len(class_names) else str(c)
         fig.add_trace(markers(x=points[sel, 0], y=points[sel, 1], mode="markers", name=name,
-                                   customdata=indices[sel], marker=dict(size=5, color=class_color(c), opacity=0.6),
-                                   hovertemplate=f"#%{{customdata}} {name}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
+                              customdata=indices[sel], marker=dict(size=5, color=class_color(c), opacity=0.6),
+                              hovertemplate=f"#%{{customdata}} {name}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
     chosen = np.isin(indices, np.asarray(list(selected), int))
     if chosen.any():
         fig.add_trace(go.Scatter(x=points[chosen, 0], y=points[chosen, 1], mode="markers", name="shown beside",

@@ -58,10 +58,9 @@ from vae_tf.data import load_fashion_mnist
 from .app import run_app
 from .bounds import run_bounds, target_lines
 from .calibration import TARGET_COVER, TARGET_RATIO, run_calibration
-from .end_to_end import TARGET_FIRST_PROGRESS_S
+from .end_to_end import TARGET_FIRST_PROGRESS_S, run_end_to_end
 from .end_to_end import TARGET_RATIO as E2E_TARGET
 from .distributed import run_distributed
-from .end_to_end import run_end_to_end
 from .load import run_load
 from .load import target_lines as load_targets
 from .flops import forward_flops, matmul_flops, step_matmuls

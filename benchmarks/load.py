@@ -204,13 +204,14 @@ class Visitor(threading.Thread):
         titles = [links.nth(i).locator("span").last.inner_text().strip() for i in range(links.count())]
         for _ in range(self.rounds):
             for i in self.order:
-                if self._on(page, page.locator(NAV).filter(has_text=titles[i]).first):
+                link = page.locator(NAV).filter(has_text=titles[i]).first
+                if self._on(page, link):
                     continue  # a person does not click the page they are on (an act's link opened it)
                 left = page.locator('[data-testid="stMain"] h1').first.inner_text()
                 t = time.perf_counter()
-                page.locator(NAV).filter(has_text=titles[i]).first.click()
+                link.click()
                 try:
-                    seconds = self._switch(page, page.locator(NAV).filter(has_text=titles[i]).first, left, t)
+                    seconds = self._switch(page, link, left, t)
                     self.renders.append((titles[i], seconds))
                     self.completes.append(self._complete(page, t, seconds))
                 except TimeoutError:

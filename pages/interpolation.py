@@ -37,22 +37,23 @@ def choose_ends(run) -> tuple[int, int]:
 
 def latent_view(run, paths, za, zb):
     d = run.run.config.latent_dim
-    z = cache.latent_means(run.key, MAP_IMAGES, run.model, run.x)
-    y = run.y[:len(z)] if run.y is not None else None
     if d == 1:
+        z = cache.latent_means(run.key, MAP_IMAGES, run.model, run.x)
+        y = run.y[:len(z)] if run.y is not None else None
         st.info("The latent map needs at least 2 latent dimensions; this run's latent has 1. "
                 "Below, the paths run along its one axis, under each class's codes.")
         widgets.chart(plots.latent_axis_1d(z[:, 0], y, run.class_names, {k: p[:, 0] for k, p in paths.items()}),
                       f"Posterior means μ(x) of {len(z):,} test images along the single latent axis, one row per "
                       "class; the paths from A to B below. In one dimension both paths are the same straight line.")
         return
-    proj = latent.projection_2d(z)
-    fig = plots.latent_map(proj(z), y, run.class_names, {k: proj(p) for k, p in paths.items()},
+    proj, points = cache.latent_map(run.key, MAP_IMAGES, run.model, run.x)
+    y = run.y[:len(points)] if run.y is not None else None
+    fig = plots.latent_map(points, y, run.class_names, {k: proj(p) for k, p in paths.items()},
                            endpoints=proj(np.stack([za, zb])), axis_titles=proj.axis_titles)
     what = ("the latent itself (2-D)" if proj.method == "identity" else
             f"its projection on the two principal axes of the {d}-D means "
             f"({100 * proj.explained.sum():.0f}% of their variance)")
-    widgets.chart(fig, f"Posterior means μ(x) of {len(z):,} test images coloured by class, in {what}, with the "
+    widgets.chart(fig, f"Posterior means μ(x) of {len(points):,} test images coloured by class, in {what}, with the "
                        "two paths from A to B." + ("" if proj.method == "identity" else
                        " A projection flattens: paths that differ in the other dimensions may overlap here."))
 
@@ -60,8 +61,6 @@ def latent_view(run, paths, za, zb):
 def interpolation_page():
     st.title("Interpolation")
     run = active.active_run()
-    from vae_tf.model import decode_mean, encode_mean  # TensorFlow is loaded by now
-
     d = run.run.config.latent_dim
     st.markdown(f"Run **{run.name}** ({d}-D latent): two test images A and B are encoded to their posterior means "
                 "z_A and z_B; the decoder's mean image along a path from z_A to z_B shows what lies between them.")
@@ -76,12 +75,11 @@ def interpolation_page():
         ends = run.x[[ia, ib]]
         widgets.chart(plots.image_grid(run.images(ends), [f"A: #{ia} {run.label(ia)}", f"B: #{ib} {run.label(ib)}"],
                                        ncols=2, cell=120), toolbar=False)
-    za, zb = encode_mean(run.model, ends)
-    paths = {kind: latent.path(za, zb, steps, kind) for kind in ("linear", "spherical")}
+    za, zb, paths, decoded = cache.interpolation(run.key, int(ia), int(ib), int(steps), run.model, run.x)
     t = latent.path_times(steps)
-    for kind, p in paths.items():
+    for kind in paths:
         st.subheader(f"{kind.capitalize()} path")
-        widgets.chart(plots.image_grid(run.images(decode_mean(run.model, p)), [f"t = {ti:.2f}" for ti in t],
+        widgets.chart(plots.image_grid(run.images(decoded[kind]), [f"t = {ti:.2f}" for ti in t],
                                        ncols=steps, cell=100), key=f"strip.{kind}", toolbar=False)
     st.caption(STRIPS)
     left, right = st.columns([3, 2], gap="large")

@@ -78,10 +78,8 @@ def latent_map_page():
     side = c2.slider("Manifold grid (codes per side)", 5, 20, 15, key=P + "side", bind="query-params",
                      persist_state="session")
     n = min(n, len(run.x))
-    z = cache.latent_means(run.key, n, run.model, run.x)
+    proj, pts = cache.latent_map(run.key, n, run.model, run.x)
     y = run.y[:n] if run.y is not None else None
-    proj = latent.projection_2d(z)
-    pts = proj(z)
     if proj.method == "identity":
         st.markdown(f"Run **{run.name}**: the posterior means μ(x) of {n:,} test images in its 2-D latent, "
                     "coloured by class. Nothing is projected: this is the space the decoder reads.")

@@ -50,14 +50,12 @@ def controls(n_images: int):
 
 def posterior_map(run, g, index, view, zoom, n_samples, marks):
     """The map, with the previous click's selection (kept in session state under the chart's key)."""
-    from vae_tf.model import sample_posterior
-
     if zoom == "the posterior":
         z1, z2, log_post = g.z1, g.z2, g.log_posterior
     else:
         z1, z2, lj = cache.prior_scale_grid(run.key, index, 4.0, 161, run.model, run.x)
         log_post = lj - g.log_px  # normalised by the fine grid's log p(x)
-    samples = sample_posterior(run.model, run.x[index], n_samples, seed=index) if n_samples else None
+    samples = cache.posterior_samples(run.key, index, n_samples, index, run.model, run.x) if n_samples else None
     clicked = widgets.selected_latents(st.session_state.get(P + "map"))[:8]
     fig = plots.posterior_map(z1, z2, log_post, g.q_loc, g.q_scale, samples, marks=marks,
                               clicked=[(f"C{j + 1}", z) for j, z in enumerate(clicked)],
@@ -124,13 +122,11 @@ def posterior_page():
         if shipped is None:
             st.stop()
         run = shipped
-    from vae_tf.exact import posterior_modes  # TensorFlow is loaded by now
-
     st.markdown(f"Run **{run.name}**. " + INTRO)
     index, view, zoom, n_samples = controls(len(run.x))
     g = cache.grid_posterior(run.key, index, run.model, run.x)
     imp = cache.importance(run.key, index, cache.IS_K, 0, run.model, run.x)
-    modes = posterior_modes(g.z1, g.z2, g.log_posterior)
+    modes = cache.posterior_modes(run.key, index, run.model, run.x)
     marks = [("q", g.q_loc)] + [(f"M{j + 1}", z) for j, (z, _) in enumerate(modes)]
     left, right = st.columns([3, 2], gap="large")
     with left:

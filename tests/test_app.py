@@ -120,16 +120,16 @@ def test_the_prewarm_leaves_no_first_visit_anything_to_compute(lab):
     """ui.prewarm computes each page's default answers, argument for argument, before anyone asks: after it, a
     visit to every page computes no answer but the JSON of the runs it lists (a page whose defaults drift from
     the prewarm's would compute its own again, and its first visit would be slow again)."""
-    from ui import cache, prewarm
+    from ui import answers, prewarm
 
     root, _ = lab
     at = open_app()
     prewarm.first_visits(root.resolve())
-    held = set(cache.answer_cache().keys())
+    held = set(answers.answer_cache().keys())
     for page in PAGE_FILES:
         at.switch_page(page).run()
         assert not at.exception, (page, [e.message for e in at.exception])
-    computed = {key[0] for key in set(cache.answer_cache().keys()) - held}
+    computed = {key[0] for key in set(answers.answer_cache().keys()) - held}
     assert computed <= {"run_summary", "run_history", "run_problem"}, computed
 
 

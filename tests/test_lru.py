@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from ui.lru import ByteLRU, nbytes
+from ui.lru import ByteLRU, deep_bytes, nbytes
 
 
 def test_the_least_recently_used_go_until_the_rest_fit_the_bytes():
@@ -96,24 +96,24 @@ def test_loaded_runs_are_counted_by_their_weights_history_and_compiled_functions
 
 
 def test_answers_are_kept_once_per_argument_shared_read_only_and_bounded_by_bytes(monkeypatch):
-    """ui.cache.answer, st.cache_data's role: arguments named with an underscore are not part of the key; arrays
+    """ui.answers.answer, st.cache_data's role: arguments named with an underscore are not part of the key; arrays
     come back shared and read-only; copy=True gives each caller its own; the cache drops the least recently
     used answers once their bytes pass the bound."""
-    from ui import cache
+    from ui import answers
 
     calls = []
 
-    @cache.answer()
+    @answers.answer()
     def grid(name: str, n: int, _model=None):
         calls.append((name, n))
         return np.zeros((n, 1024), np.float64), {"n": n}
 
-    @cache.answer(copy=True)
+    @answers.answer(copy=True)
     def history(name: str):
         return {"epochs": [{"elbo": -100.0}]}
 
-    monkeypatch.setattr(cache, "answer_cache", lambda held=ByteLRU(3 * 2**20, size_of=lambda v: cache.lru.deep_bytes(v)
-                                                                   + cache.ANSWER_OVERHEAD): held)
+    monkeypatch.setattr(answers, "answer_cache", lambda held=ByteLRU(3 * 2**20, size_of=lambda v: deep_bytes(v)
+                                                                     + answers.ANSWER_OVERHEAD): held)
     a = grid("run-a", 128, _model=object())
     assert grid("run-a", 128, _model=object()) is a and calls == [("run-a", 128)]  # the model is not in the key
     with pytest.raises(ValueError, match="read-only"):

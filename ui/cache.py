@@ -1,7 +1,7 @@
 """Every cached call of the app, in one place: one copy per server of each data set, run and answer.
 
 st.cache_resource holds each cache, shared by every session; the caches are bounded by bytes (ui.lru):
-the data sets, the loaded runs (a Keras model is shared, never copied) and the answers (answer(), in
+the data sets, the loaded runs (a Keras model is shared, never copied) and the answers (ui.answers, in
 st.cache_data's role, whose bound is a count of entries whatever they weigh). Keys carry a `RunRef`
 (root, name, stamp: the stamp changes whenever the run is rewritten), so a run rewritten on disk is
 computed afresh. Models and images are passed with a leading underscore (not hashed). TensorFlow is imported inside the
@@ -10,88 +10,18 @@ functions that need it, so a page that needs none draws before TensorFlow has lo
 from __future__ import annotations
 
 import atexit
-import contextlib
-import copy as copy_
-import functools
-import inspect
-from dataclasses import fields, is_dataclass
 
 import numpy as np
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from vae_tf import data, runs
 from vae_tf.config import DATASETS
 from vae_tf.runs import RunRef
 
 from . import jobs, lru, pending, server, session
+from .answers import answer
 
 IS_K = 5000  # importance samples per image for the per-image answers of the Posterior and Theory pages
-ANSWER_OVERHEAD = 1024  # bytes an answer counts beyond its arrays and objects (its key, the cache's entry)
-
-
-# -- answers: st.cache_data's role, bounded by bytes -----------------------------------------------------
-@st.cache_resource
-def answer_cache() -> lru.ByteLRU:
-    """Every answer below, in one least-recently-used cache bounded by their bytes (VAE_LAB_ANSWER_CACHE_MB):
-    st.cache_data bounds each function by a count of entries, whatever an entry weighs (a grid of decoded
-    64×64 images, a run's history of a million steps)."""
-    return lru.ByteLRU(server.answer_cache_mb() * 2**20, size_of=lambda v: lru.deep_bytes(v) + ANSWER_OVERHEAD)
-
-
-def answer(spinner: str | None = None, copy: bool = False):
-    """st.cache_data's decorator, over answer_cache(): one answer per server for each value of the arguments,
-    except those named with a leading underscore (models and images, identified by the RunRef beside them).
-    Arrays in an answer are made read-only and shared, not copied; with copy, each caller gets its own deep
-    copy (JSON read from a run, which a page may change), as st.cache_data gives. The spinner shows only on a
-    script run (not in the server's prewarm thread). An answer not yet held, asked from a page's body, is
-    computed off the script run (ui.pending): the page shows a box until it is ready."""
-    def wrap(fn):
-        sig = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def call(*args, **kwargs):
-            bound = sig.bind(*args, **kwargs)
-            bound.apply_defaults()
-            key = (fn.__name__, *(_hashable(v) for k, v in bound.arguments.items() if not k.startswith("_")))
-
-            def make():
-                shown = st.spinner(spinner) if spinner and get_script_run_ctx(suppress_warning=True) else None
-                with shown or contextlib.nullcontext():
-                    return _read_only(fn(*args, **kwargs))
-            store = answer_cache()  # fetched on the caller's thread: pending's threads call no st.* function
-            if key in store:
-                value = store.get(key, make)
-            else:  # in a page's body, computed off its script run (ui.pending)
-                value = pending.get(("answer", key), lambda: store.get(key, make), spinner or "")
-            return copy_.deepcopy(value) if copy else value
-        return call
-    return wrap
-
-
-def _hashable(v):
-    """A key for an argument: lists as tuples, arrays by their dtype, shape and bytes."""
-    if isinstance(v, np.ndarray):
-        return ("array", v.dtype.str, v.shape, v.tobytes())
-    if isinstance(v, (list, tuple)):
-        return tuple(_hashable(x) for x in v)
-    return v
-
-
-def _read_only(value):
-    """The answer, its arrays made read-only: it is shared by every caller, who must not change it."""
-    if isinstance(value, np.ndarray):
-        value.setflags(write=False)
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            _read_only(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _read_only(v)
-    elif is_dataclass(value) and not isinstance(value, type):
-        for f in fields(value):
-            _read_only(getattr(value, f.name))
-    return value
 
 
 # -- data sets and runs ------------------------------------------------------------------------------
@@ -204,6 +134,29 @@ def latent_means(ref: RunRef, n: int, _model, _x) -> np.ndarray:
     return encode_mean(_model, _x[:n])
 
 
+@answer("Encoding test images…")
+def latent_map(ref: RunRef, n: int, _model, _x):
+    """(projection, points): the 2-D view of the first n test images' means (latent.projection_2d) and the means
+    in it. Held, not redone on each script run: the SVD there competes with TensorFlow's threads for the cores."""
+    from vae_tf import latent
+
+    z = latent_means(ref, n, _model, _x)
+    proj = latent.projection_2d(z)
+    return proj, proj(z)
+
+
+@answer()
+def interpolation(ref: RunRef, ia: int, ib: int, steps: int, _model, _x):
+    """(z_A, z_B, paths, images): the means of test images ia and ib, the linear and the spherical path of
+    `steps` codes between them, and the decoder's mean image at each code of each path."""
+    from vae_tf import latent
+    from vae_tf.model import decode_mean, encode_mean
+
+    za, zb = encode_mean(_model, _x[[ia, ib]])
+    paths = {kind: latent.path(za, zb, steps, kind) for kind in ("linear", "spherical")}
+    return za, zb, paths, {kind: decode_mean(_model, p) for kind, p in paths.items()}
+
+
 @answer()
 def reconstructions(ref: RunRef, idx: tuple, sample: bool, seed: int, _model, _x):
     """(E[x|z] at the mean of q(z|x), or at one draw z ~ q(z|x), and the 16-sample ELBO terms) of test images idx."""
@@ -227,6 +180,23 @@ def grid_posterior(ref: RunRef, index: int, _model, _x):
     from vae_tf import exact
 
     return exact.grid_posterior(_model, _x[index], n=101, max_n=201, tol=1e-2)
+
+
+@answer()
+def posterior_modes(ref: RunRef, index: int, _model, _x) -> list:
+    """The local maxima of the gridded posterior of test image index (exact.posterior_modes)."""
+    from vae_tf import exact
+
+    g = grid_posterior(ref, index, _model, _x)
+    return exact.posterior_modes(g.z1, g.z2, g.log_posterior)
+
+
+@answer()
+def posterior_samples(ref: RunRef, index: int, n: int, seed: int, _model, _x) -> np.ndarray:
+    """(n, d): draws z ~ q(z|x) for test image index."""
+    from vae_tf.model import sample_posterior
+
+    return sample_posterior(_model, _x[index], n, seed=seed)
 
 
 @answer("Evaluating the posterior at the prior's scale…")

@@ -29,6 +29,8 @@ PRIOR_KS = (1, 3, 10, 30, 100, 300, 1000, 3000, 5000)  # the prior-sampling page
 PRIOR_REPEATS = 8
 RECONSTRUCTED = 16  # the Reconstructions page's default count of images and of prior samples
 MAPPED, MANIFOLD_SIDE = 3000, 15  # the latent maps' default count of test images; codes per side of the manifold
+PATH_STEPS, PATH_CLASSES = 10, (0, 7)  # the Interpolation page's default steps, and which of the classes A and B are
+Q_SAMPLES = 20  # the True posterior page's default count of draws from q
 SHOWN_DIMS = 12  # the Latent diagnostics page's traversal rows: the 8 largest KL and the 4 smallest
 LULL_S, LULL_MOST_S = 5.0, 20.0  # it begins once no script run has begun for LULL_S (at most LULL_MOST_S after launch)
 
@@ -102,26 +104,30 @@ def reconstructions(root: Path):
 
 
 def latent_map(root: Path):
-    """The codes of the Interpolation page's map and the Latent map page's, and the latter's decoded manifold."""
-    from vae_tf import latent
+    """The codes of the Interpolation page's map and the Latent map page's, the former's default paths, and the
+    latter's decoded manifold."""
+    from vae_tf import data, latent
 
     ref, model, x = _load(root, server.DEFAULT_RUN)
-    z = cache.latent_means(ref, min(MAPPED, len(x)), model, x)
-    proj = latent.projection_2d(z)
-    u, center, axes = latent.manifold_codes(proj, proj(z), MANIFOLD_SIDE)
+    proj, points = cache.latent_map(ref, min(MAPPED, len(x)), model, x)
+    y = cache.test_set(cache.run(ref).config.dataset, cache.run(ref).config.likelihood)[1]
+    if y is not None:  # the default ends A and B: an image of the first class and one of the eighth (or last)
+        classes = sorted(int(c) for c in np.unique(y))
+        ends = [data.pick_one(y, classes[min(i, len(classes) - 1)], seed) for seed, i in enumerate(PATH_CLASSES)]
+        cache.interpolation(ref, *ends, PATH_STEPS, model, x)
+    u, center, axes = latent.manifold_codes(proj, points, MANIFOLD_SIDE)
     cache.decoded_grid(ref, u, u, center, axes, model)
 
 
 def posterior(root: Path):
-    from vae_tf.exact import posterior_modes
-
     loaded = _load(root, server.TWO_D_RUN)
     if loaded is None:
         return
     ref, model, x = loaded
     g = cache.grid_posterior(ref, 0, model, x)
     cache.importance(ref, 0, cache.IS_K, 0, model, x)
-    marks = [g.q_loc] + [z for z, _ in posterior_modes(g.z1, g.z2, g.log_posterior)]
+    cache.posterior_samples(ref, 0, Q_SAMPLES, 0, model, x)
+    marks = [g.q_loc] + [z for z, _ in cache.posterior_modes(ref, 0, model, x)]
     cache.decode(ref, tuple(tuple(float(v) for v in z) for z in marks), model)
 
 

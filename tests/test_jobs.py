@@ -34,8 +34,9 @@ def test_jobs_beyond_the_gate_wait_their_turn_in_order_and_say_their_place():
 
 
 def test_a_job_stopped_while_it_waits_never_computes():
-    jobs, release, ran = Jobs(max_running=1), threading.Event(), []
-    a = jobs.start("a", lambda job: release.wait(10))
+    jobs, inside, release, ran = Jobs(max_running=1), threading.Event(), threading.Event(), []
+    a = jobs.start("a", lambda job: inside.set() or release.wait(10))
+    assert inside.wait(5)  # a holds the one place before b asks for it
     b = jobs.start("b", lambda job: ran.append("b"))
     time.sleep(0.1)
     b.cancel()

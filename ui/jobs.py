@@ -23,7 +23,7 @@ from collections import OrderedDict
 from typing import Any
 from collections.abc import Callable, Hashable
 
-from . import memory
+from . import memory, priority
 
 MAX_FINISHED = 48
 MAX_RUNNING = int(os.environ.get("VAE_LAB_MAX_JOBS", "2"))
@@ -86,6 +86,8 @@ class Job:
                 if not inside:
                     raise RuntimeError("stopped while it waited its turn")
                 self.started = time.perf_counter()  # the ETA counts from here
+            priority.lower_this_thread()  # the visitors' page runs first, this job the rest of the cores
+            priority.lower_compute_pools()
             self.result = self._fn(self)
         except BaseException as e:  # reported to the page, never lost in a thread
             self.error_text = "".join(traceback.format_exception_only(type(e), e)).strip()
@@ -97,6 +99,7 @@ class Job:
             # images, which must not outlive the run cache's bounded entries for as long as the job is listed.
             self._fn = None
             self.seconds = time.perf_counter() - self.started
+            priority.lower_compute_pools()  # TensorFlow's pools started by this job's first ops, too
             self.finished.set()
             if inside:
                 memory.give_back()  # a heavy job's intermediate arrays, freed but kept by the heap

@@ -20,7 +20,7 @@ import streamlit as st
 
 from vae_tf.runs import RunRef
 
-from . import bounds, cache, catalog, estimates, script_runs, server
+from . import bounds, cache, catalog, estimates, priority, script_runs, server
 from .jobs import Job
 
 _log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def start(root: str) -> Job | None:
                 step(Path(root))
             except Exception as e:  # only a head start: the pages compute (and report) it themselves
                 _log.warning("could not pre-compute the %s page's default answers: %s", name, e)
+            priority.lower_compute_pools()  # TensorFlow's and XLA's pools, started by the steps so far
         if wait([estimates.start_estimate(model, x, ref, *first, registry)]):
             wait(list(bounds.start(model, x, ref, q, registry).values()))
         return None

@@ -58,6 +58,12 @@ def training_nice() -> int:
     return max(0, min(19, int(os.environ.get("VAE_LAB_TRAINING_NICE", "10"))))
 
 
+def background_nice() -> int:
+    """How much lower than its page runs the server's background work runs (VAE_LAB_BACKGROUND_NICE, default 10;
+    0: the same): its jobs' threads and TensorFlow's compute threads (ui.priority)."""
+    return max(0, min(19, int(os.environ.get("VAE_LAB_BACKGROUND_NICE", "10"))))
+
+
 def training_budget() -> tuple[float, float, float]:
     """(MB, minutes, GFLOP/s): the most memory and time a training may be estimated to take
     (VAE_LAB_TRAINING_MB, default 1500; VAE_LAB_TRAINING_MINUTES, default 60), and the sustained rate the

@@ -31,6 +31,7 @@ def test_nice_zero_leaves_a_job_as_it_was(monkeypatch):
     assert job.finished.wait(10) and job.result == _nice()
 
 
+@pytest.mark.slow  # a process that imports TensorFlow: the quick run leaves it out
 def test_tensorflows_compute_threads_are_niced_and_the_callers_thread_is_not():
     """In a process of its own: a niced thread cannot be given its priority back."""
     script = """

@@ -111,7 +111,8 @@ def latent_map(root: Path):
 
     ref, model, x = _load(root, server.DEFAULT_RUN)
     proj, points = cache.latent_map(ref, min(MAPPED, len(x)), model, x)
-    y = cache.test_set(cache.run(ref).config.dataset, cache.run(ref).config.likelihood)[1]
+    config = cache.run(ref).config
+    y = cache.test_set(config.dataset, config.likelihood)[1]
     if y is not None:  # the default ends A and B: an image of the first class and one of the eighth (or last)
         classes = sorted(int(c) for c in np.unique(y))
         ends = [data.pick_one(y, classes[min(i, len(classes) - 1)], seed) for seed, i in enumerate(PATH_CLASSES)]

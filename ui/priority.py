@@ -29,7 +29,7 @@ def _nice(tid: int, nice: int) -> bool:
 
 
 def lower_this_thread() -> bool:
-    """Lower the calling thread's priority by server.background_nice(); whether it could."""
+    """Set the calling thread's nice to server.background_nice() (unless already lower); whether it could."""
     nice = server.background_nice()
     return nice > 0 and _nice(threading.get_native_id(), nice)
 

@@ -135,20 +135,15 @@ def moment_matched_normal(shape, key) -> tf.Tensor:
     return tf.transpose(tf.linalg.triangular_solve(chol, tf.transpose(eps, [1, 2, 0]), lower=True), [2, 0, 1])
 
 
-def _fit_fn(model, full: bool):
-    """A compiled continuation of L-BFGS on each image's −ELBO at its fixed draws: n more steps from `previous`
-    (tfp's batched L-BFGS: one independent problem per image, each with its own line search and convergence).
-    Its stopping rule, per image: |Δ objective| ≤ tol between steps, or the gradient's largest component ≤ grad_tol."""
-    cache = model.__dict__.setdefault("_gap_fns", {})
-    if ("lbfgs", full) not in cache:
-        def run(x, mu, s, eps, previous, n, tol, grad_tol):
-            objective = _objective(model, x, mu, s, eps, full)
-            return tfp.optimizer.lbfgs_minimize(objective, None, previous_optimizer_results=previous,
-                                                max_iterations=previous.num_iterations + n, tolerance=grad_tol,
-                                                f_absolute_tolerance=tol)
-        # Not XLA: no faster here, and compiling L-BFGS's loops takes far more memory than running them.
-        cache[("lbfgs", full)] = tf.function(run, jit_compile=False)
-    return cache[("lbfgs", full)]
+def _continue_fit(model, x, mu, s, eps, previous, n, tol, grad_tol, full: bool):
+    """L-BFGS on each image's −ELBO at its fixed draws: n more steps from `previous` (tfp's batched L-BFGS: one
+    independent problem per image, each with its own line search and convergence). Its stopping rule, per image:
+    |Δ objective| ≤ tol between steps, or the gradient's largest component ≤ grad_tol.
+    Eager, not a tf.function: a traced L-BFGS kept hundreds of MB per batch shape for the life of the process
+    (its loops' buffers; each new number of images a new trace), and tracing took longer than the fit itself."""
+    return tfp.optimizer.lbfgs_minimize(_objective(model, x, mu, s, eps, full), None,
+                                        previous_optimizer_results=previous, max_iterations=previous.num_iterations + n,
+                                        tolerance=grad_tol, f_absolute_tolerance=tol)
 
 
 def _objective(model, x, mu, s, eps, full: bool):
@@ -174,14 +169,14 @@ def optimise_q(model, x, full: bool = False, num_samples: int = 128, max_iters: 
 
     Each image stops when a step changes its objective by at most `tol` nats or its gradient's largest component
     is at most `grad_tol` (converged), or at `max_iters` steps (not converged). Images go `images_per_batch` at a
-    time (default: draws × images ≤ 16384 decoder rows), each batch `iters_per_call` steps per compiled call;
+    time (default: draws × images ≤ 4096 decoder rows), each batch `iters_per_call` steps per call;
     between calls `progress(images done, N)` is told how many have stopped, and a set `should_stop` raises
     Cancelled. The draws are keyed by (seed, the batch's first image)."""
     x = np.asarray(x, np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"x must be a non-empty (N, pixels) array; got shape {x.shape}")
     should_stop = should_stop.is_set if isinstance(should_stop, threading.Event) else (should_stop or (lambda: False))
-    batch = even_part(len(x), images_per_batch or max(1, FIT_ROWS // int(num_samples)))  # equal: one compile
+    batch = even_part(len(x), images_per_batch or max(1, FIT_ROWS // int(num_samples)))  # equal batches
     done = [0]
 
     def report(n_done):
@@ -208,13 +203,13 @@ def _optimise_batch(model, x, key, full, num_samples, max_iters, tol, grad_tol, 
     N, d = mu.shape
     eps = moment_matched_normal([num_samples, N, d], key)
     p0 = tf.zeros([N, d + (d * (d + 1) // 2 if full else d)])  # u = 0, M = I: q_enc itself
-    # The first state (one evaluation, no step) outside the compiled loop, so that one function continues every call.
+    # The first state (one evaluation, no step), so that every call continues from a previous one.
     state = tfp.optimizer.lbfgs_minimize(_objective(model, x, mu, s, eps, full), initial_position=p0, max_iterations=0)
-    fit, knobs = _fit_fn(model, full), (tf.constant(tol, tf.float32), tf.constant(grad_tol, tf.float32))
+    knobs = (tf.constant(tol, tf.float32), tf.constant(grad_tol, tf.float32))
     iterations, stopped = np.full(N, max_iters, np.int64), np.zeros(N, bool)
     while int(state.num_iterations) < max_iters and not stopped.all():
-        state = fit(x, mu, s, eps, state, tf.constant(min(iters_per_call, max_iters - int(state.num_iterations))),
-                    *knobs)
+        state = _continue_fit(model, x, mu, s, eps, state,
+                              tf.constant(min(iters_per_call, max_iters - int(state.num_iterations))), *knobs, full)
         now = state.converged.numpy() | state.failed.numpy()
         iterations[now & ~stopped] = int(state.num_iterations)
         stopped |= now

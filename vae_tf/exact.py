@@ -77,11 +77,11 @@ class PPCA:
         D = len(self.mean)
         cov = self.W @ self.W.T + self.sigma ** 2 * np.eye(D)
         marginal = tfd.MultivariateNormalTriL(loc=tf.constant(self.mean), scale_tril=tf.linalg.cholesky(cov))
-        x = np.asarray(x, np.float64)
-        return np.concatenate([marginal.log_prob(x[i:i + batch]).numpy() for i in range(0, len(x), batch)])
+        return np.concatenate([marginal.log_prob(np.asarray(x[i:i + batch], np.float64)).numpy()
+                               for i in range(0, len(x), batch)])
 
 
-def ppca_ml(x, latent_dim: int, batch: int = 10_000, scale: float = 1.0) -> PPCA:
+def ppca_ml(x, latent_dim: int, batch: int = 2000, scale: float = 1.0) -> PPCA:
     """The maximum-likelihood linear-Gaussian model of the data x (N, D), in closed form (Tipping & Bishop 1999):
     with S = (1/N) Σ (x − x̄)(x − x̄)ᵀ and its eigenvalues λ₁ ≥ … ≥ λ_D (eigenvectors U),
 

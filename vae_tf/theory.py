@@ -26,6 +26,7 @@ from . import draws, estimators, exact
 from .estimators import logsumexp
 
 tfd = tfp.distributions
+FORMULA_DRAWS = 1000  # draws per float64 chunk of the derivation's formulas
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -99,6 +100,22 @@ def _draws(model, x, num_samples: int, seed: int):
     return x, q, z
 
 
+def _per_draw(model, xd, z) -> np.ndarray:
+    """(S,) per draw z_s, from the decoder's raw output f(z_s) in float64: log p(x|z_s) = Σ x log f + (1 − x)
+    log(1 − f) (Bernoulli), or ‖x − f(z_s)‖² (Gaussian); FORMULA_DRAWS draws at a time, so that the float64
+    temporaries stay small whatever S."""
+    z = tf.reshape(z, [-1, model.config.latent_dim])
+    parts = []
+    for i in range(0, int(z.shape[0]), FORMULA_DRAWS):
+        out = model.decoder(z[i:i + FORMULA_DRAWS]).numpy().astype(np.float64)  # (≤ FORMULA_DRAWS, D)
+        if model.config.likelihood == "bernoulli":
+            # log f = −softplus(−l), log(1 − f) = −softplus(l): stable for large |logits| l
+            parts.append(-(xd * np.logaddexp(0, -out) + (1 - xd) * np.logaddexp(0, out)).sum(1))
+        else:
+            parts.append(((xd - out) ** 2).sum(1))
+    return np.concatenate(parts)
+
+
 def derivation(model, x, num_samples: int = 5000, seed: int = 0) -> Derivation:
     """Every term of the ELBO of one image x (D,), each from the tfd objects and from its formula."""
     x, q, z = _draws(model, x, num_samples, seed)
@@ -108,20 +125,18 @@ def derivation(model, x, num_samples: int = 5000, seed: int = 0) -> Derivation:
     kl_tfd = float(tfd.kl_divergence(q, prior).numpy()[0])
     log_q_minus_prior = (q.log_prob(z) - prior.log_prob(z)).numpy()[:, 0].astype(np.float64)
     # -- the formulas, in float64 numpy from the raw network outputs
-    out = model.decoder(tf.reshape(z, [-1, model.config.latent_dim])).numpy().astype(np.float64)  # (S, D)
     xd = x.astype(np.float64)
     mu, s = q.loc.numpy()[0].astype(np.float64), q.stddev().numpy()[0].astype(np.float64)
     D = x.shape[1]
     sigma = sq_error = log_norm = None
+    per_draw = _per_draw(model, xd, z)
     if model.config.likelihood == "bernoulli":
-        # log f = −softplus(−l), log(1 − f) = −softplus(l): stable for large |logits| l
-        ll_formula = -(xd * np.logaddexp(0, -out) + (1 - xd) * np.logaddexp(0, out)).sum(1)
+        ll_formula = per_draw
     else:
         sigma = float(model.sigma.numpy())
-        sq = ((xd - out) ** 2).sum(1)  # ‖x − f(z_s)‖²
         log_norm = D * math.log(sigma) + D / 2 * LOG_2PI
-        ll_formula = -sq / (2 * sigma ** 2) - log_norm
-        sq_error = float(sq.mean())
+        ll_formula = -per_draw / (2 * sigma ** 2) - log_norm
+        sq_error = float(per_draw.mean())
     kl_formula = 0.5 * float(np.sum(mu ** 2 + s ** 2 - np.log(s ** 2) - 1))
     log_w = ll_tfd - log_q_minus_prior
     S = num_samples

@@ -32,7 +32,7 @@ from .estimators import logsumexp
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al.'s threshold on Var_x E_q[z_u]
 LOG_2PI = math.log(2 * math.pi)
-CHUNK_PAIRS = 4_000_000  # draws × images of log q(z|x) held at once (32 MB of float64)
+CHUNK_PAIRS = 1_000_000  # draws × images of log q(z|x) held at once (8 MB of float64)
 
 
 @dataclass

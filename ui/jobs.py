@@ -66,6 +66,7 @@ class Job:
     def __init__(self, key: Hashable, fn: Callable[[Job], Any], label: str = "", gate: Gate | None = None):
         self.key, self.label, self.gate = key, label, gate
         self.done, self.total = 0, 1
+        self.reported = False  # no progress yet: its total is not known
         self.result: Any = None
         self.error: BaseException | None = None
         self.error_text = ""
@@ -106,7 +107,7 @@ class Job:
 
     def report(self, done: int, total: int, *_):
         """Matches estimators.estimate_log_px's on_progress(done, total, seconds)."""
-        self.done, self.total = int(done), max(int(total), 1)
+        self.done, self.total, self.reported = int(done), max(int(total), 1), True
 
     @property
     def fraction(self) -> float:

@@ -40,6 +40,8 @@ def job_text(label: str, job, unit: str = "images") -> str:
     if place:
         ahead = "next" if place == 1 else f"{place - 1} ahead of it"
         return f"{label}: waiting its turn for the server's cores ({ahead}; every visitor's questions take turns)"
+    if not getattr(job, "reported", True):  # its first report gives the total: "0 of 1" would be untrue
+        return f"{label}: starting…"
     return f"{label}: {job.done} of {job.total} {unit} (ETA {fmt_seconds(job.eta_seconds)})"
 
 

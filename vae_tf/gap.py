@@ -205,11 +205,10 @@ def _optimise_batch(model, x, key, full, num_samples, max_iters, tol, grad_tol, 
     p0 = tf.zeros([N, d + (d * (d + 1) // 2 if full else d)])  # u = 0, M = I: q_enc itself
     # The first state (one evaluation, no step), so that every call continues from a previous one.
     state = tfp.optimizer.lbfgs_minimize(_objective(model, x, mu, s, eps, full), initial_position=p0, max_iterations=0)
-    knobs = (tf.constant(tol, tf.float32), tf.constant(grad_tol, tf.float32))
     iterations, stopped = np.full(N, max_iters, np.int64), np.zeros(N, bool)
     while int(state.num_iterations) < max_iters and not stopped.all():
-        state = _continue_fit(model, x, mu, s, eps, state,
-                              tf.constant(min(iters_per_call, max_iters - int(state.num_iterations))), *knobs, full)
+        state = _continue_fit(model, x, mu, s, eps, state, min(iters_per_call, max_iters - int(state.num_iterations)),
+                              tol, grad_tol, full)
         now = state.converged.numpy() | state.failed.numpy()
         iterations[now & ~stopped] = int(state.num_iterations)
         stopped |= now

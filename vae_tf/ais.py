@@ -250,7 +250,8 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
     blind to a failure every chain shares (all chains missing a posterior mode gives a small SE and a
     wrong answer). Reverse chains started at one shared draw are not independent: their SE is optimistic.
 
-    Images go `images_per_batch` at a time (default: chains × images ≤ 2048) and temperatures
+    Images go `images_per_batch` at a time (default: in batches of a power of two images, chains × images ≤ 2048,
+    so that few shapes are ever compiled) and temperatures
     `steps_per_call` per compiled call; between calls `progress(done, total)` is told the image-temperatures
     done, and a set `should_stop` raises Cancelled. The noise is tf's stateless RNG keyed by (seed, first
     image of the batch, direction, temperature): the same seed and batching give the same numbers. The calls
@@ -263,7 +264,8 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
         raise ValueError(f"step_sizes must be (num_steps − 1, images) = {(len(betas) - 2, len(x))}")
     N, K, P, T = len(x), int(num_chains), 0 if step_sizes is not None else int(num_pilot_chains), len(betas) - 1
     should_stop = should_stop.is_set if isinstance(should_stop, threading.Event) else (should_stop or (lambda: False))
-    batch = even_part(N, images_per_batch or max(1, ROWS_PER_CALL // (K + P)))
+    sizes = (_even_batches(N, images_per_batch) if images_per_batch
+             else power_batches(N, max(1, ROWS_PER_CALL // (K + P))))
     settings = dict(num_chains=K, num_pilot_chains=P, num_leapfrog=int(num_leapfrog), start=start, reverse=reverse,
                     step_size=step_size, target_accept=target_accept, adapt_rate=adapt_rate, jitter=jitter,
                     steps_per_call=int(steps_per_call),
@@ -277,20 +279,38 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
         if should_stop():
             raise Cancelled("AIS stopped")
 
-    for i in range(0, N, batch):
+    for i, batch in zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True):
         if should_stop():
             raise Cancelled("AIS stopped")
         zb = None if z_start is None else np.asarray(z_start, np.float32)[..., i:i + batch, :]
         steps = None if step_sizes is None else np.asarray(step_sizes, np.float32)[:, i:i + batch]
         key = tf.random.experimental.stateless_fold_in(tf.constant([int(seed) % 2**31, i], tf.int32), int(reverse))
         out.append(_anneal_batch(model, x[i:i + batch], betas, settings, zb, steps, key,
-                                 lambda n, b=len(x[i:i + batch]): on_chunk(n, b)))
+                                 lambda n, b=batch: on_chunk(n, b)))
     lw = np.concatenate([o[0][:K] for o in out], 1) * (-1 if reverse else 1)  # each chain's estimate of log p(x)
     grads = N * (K + P) * (1 + (T - 1) * int(num_leapfrog))  # one at z_0, then num_leapfrog per move
     return AISResult(*_summarise(lw, reverse), lw, np.concatenate([o[1] for o in out]),
                      np.concatenate([o[2] for o in out], 1), T, K, int(num_leapfrog), start,
                      schedule if isinstance(schedule, str) else "given", reverse, time.perf_counter() - t0, int(grads),
                      np.concatenate([o[3] for o in out], 1))
+
+
+def power_batches(total: int, most: int) -> list[int]:
+    """Batch sizes that add up to `total`, each a power of two ≤ most, largest first (100 → 64, 32, 4).
+
+    Every new batch shape is a new XLA program that the process keeps (about 20 MB each, measured), so a server
+    asked for every image count from 2 to 100 would keep a hundred of them. Powers of two keep it to a handful
+    per setting; the small batches cost little, since a batch's time is nearly proportional to its images."""
+    top = 1 << (max(1, most).bit_length() - 1)
+    sizes = [top] * (total // top)
+    rest = total % top
+    return sizes + [1 << b for b in range(rest.bit_length() - 1, -1, -1) if rest >> b & 1]
+
+
+def _even_batches(total: int, most: int) -> list[int]:
+    """Equal batches of even_part(total, most), the last one shorter where they do not divide total."""
+    size = even_part(total, most)
+    return [min(size, total - i) for i in range(0, total, size)]
 
 
 def _check(start, reverse, z_start, num_steps, schedule) -> np.ndarray:

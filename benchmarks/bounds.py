@@ -31,6 +31,7 @@ def gradient_matmuls(config, num_pixels: int, rows: int):
 
 def run_ais(model, x, cfg, ds, quick: bool, repeats: int, res: dict):
     from vae_tf import ais as A
+    from vae_tf.draws import power_parts
 
     n, steps = len(x), 50 if quick else 500
     t = time.perf_counter()
@@ -38,7 +39,7 @@ def run_ais(model, x, cfg, ds, quick: bool, repeats: int, res: dict):
     res.update(ais_seconds=time.perf_counter() - t, ais_images=n, ais_steps=steps, ais_grad_evals=r.grad_evals,
                ais_log_px=float(r.log_px.mean()), ais_mc_stderr=r.summary()["mc_stderr"])
     chains = r.num_chains + 2
-    rows = chains * A.power_batches(n, max(1, A.ROWS_PER_CALL // chains))[0]  # the largest batch's rows
+    rows = chains * power_parts(n, max(1, A.ROWS_PER_CALL // chains))[0]  # the largest batch's rows
     matmuls = gradient_matmuls(cfg, ds.num_pixels, rows)
     grad_flops = sum(2 * m * k * n_ for m, k, n_, _, _ in matmuls) / rows  # per gradient evaluation of one row
     ceiling, ceiling_flops = matmul_chain(matmuls)

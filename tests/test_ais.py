@@ -195,15 +195,6 @@ def test_deterministic_for_a_seed_and_fields(linear):
     assert np.all((r1.ess >= 1) & (r1.ess <= 4 + 1e-9))
 
 
-def test_default_batches_are_powers_of_two():
-    assert A.power_batches(100, 113) == [64, 32, 4] and A.power_batches(10, 113) == [8, 2]
-    assert A.power_batches(200, 113) == [64, 64, 64, 8] and A.power_batches(16, 113) == [16]
-    assert A.power_batches(7, 1) == [1] * 7 and A.power_batches(100, 31) == [16] * 6 + [4]
-    for n in range(1, 130):
-        sizes = A.power_batches(n, 40)
-        assert sum(sizes) == n and all(s in (1, 2, 4, 8, 16, 32) for s in sizes) and sizes == sorted(sizes)[::-1]
-
-
 def test_new_image_counts_compile_few_shapes():
     """Each batch shape is traced and compiled once and kept for the life of the process: the bound page asks
     for any count from 2 to 100, and eight counts here need the five power-of-two shapes 1–16, no more."""

@@ -439,18 +439,44 @@ def test_decoder_never_sees_k_times_n_rows(model4d, monkeypatch):
     assert max(calls) <= draws.ROWS_PER_CALL and sum(calls) == 2000 * 1000
 
 
+def test_image_counts_share_a_few_batch_shapes(model4d, monkeypatch):
+    """Images go in batches of powers of two, so that the log p(x) and bound pages, asked for any count of images,
+    compile (and keep, for the life of the server) a handful of shapes: 19 counts from 1 to 127 make 7, where
+    equal batches of whatever size fitted made one or two per count."""
+    assert draws.power_parts(100, 113) == [64, 32, 4] and draws.power_parts(10, 113) == [8, 2]
+    assert draws.power_parts(200, 113) == [64, 64, 64, 8] and draws.power_parts(16, 113) == [16]
+    assert draws.power_parts(7, 1) == [1] * 7 and draws.power_parts(100, 31) == [16] * 6 + [4]
+    for n in range(1, 130):
+        sizes = draws.power_parts(n, 40)
+        assert sum(sizes) == n and all(s in (1, 2, 4, 8, 16, 32) for s in sizes) and sizes == sorted(sizes)[::-1]
+    model, x = model4d
+    shapes = set()
+
+    def fake_draw_fn(_model):
+        def fn(x, loc, tril, eps):
+            shapes.add(tuple(eps.shape))
+            zeros = tf.zeros(eps.shape[:2])
+            return zeros, zeros
+        return fn
+
+    monkeypatch.setattr(draws, "draw_fn", fake_draw_fn)
+    for n in range(1, 130, 7):
+        assert E.estimate_log_px(model, np.zeros((n, x.shape[1]), np.float32), k=1000).num_images == n
+    assert len(shapes) == 7 and {b for _, b, _ in shapes} == {1, 2, 4, 8, 16, 32, 64}
+
+
 def test_progress_stop_and_k_range(model4d):
     model, x = model4d
     x = x[:12]
-    kw = dict(k=200, max_weights=200 * 10 * 3)  # three images a batch
+    kw = dict(k=200, max_weights=200 * 10 * 4)  # four images a batch
     seen = []
     full = E.estimate_log_px(model, x, on_progress=lambda done, total, s: seen.append((done, total)), **kw)
-    assert [d for d, _ in seen] == [3, 6, 9, 12] and {t for _, t in seen} == {12} and not full.cancelled
+    assert [d for d, _ in seen] == [4, 8, 12] and {t for _, t in seen} == {12} and not full.cancelled
 
     seen.clear()
     part = E.estimate_log_px(model, x, on_progress=lambda d, t, s: seen.append(d), stop=lambda: len(seen) >= 2, **kw)
-    assert part.cancelled and part.num_images == 6 and part.summary()["cancelled"]
-    np.testing.assert_allclose(part.log_px, full.log_px[:6])
+    assert part.cancelled and part.num_images == 8 and part.summary()["cancelled"]
+    np.testing.assert_allclose(part.log_px, full.log_px[:8])
 
     checks = []  # a stop request in the middle of a batch (checked between compiled calls)
     part = E.estimate_log_px(model, x, k=200, rows_per_call=100, max_weights=200 * 10 * 3,

@@ -42,7 +42,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from . import hmc
-from .estimators import Cancelled, even_part, logsumexp
+from .draws import even_part, power_parts
+from .estimators import Cancelled, logsumexp
 from .networks import xla_ok
 
 tfd = tfp.distributions
@@ -265,7 +266,7 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
     N, K, P, T = len(x), int(num_chains), 0 if step_sizes is not None else int(num_pilot_chains), len(betas) - 1
     should_stop = should_stop.is_set if isinstance(should_stop, threading.Event) else (should_stop or (lambda: False))
     sizes = (_even_batches(N, images_per_batch) if images_per_batch
-             else power_batches(N, max(1, ROWS_PER_CALL // (K + P))))
+             else power_parts(N, max(1, ROWS_PER_CALL // (K + P))))
     settings = dict(num_chains=K, num_pilot_chains=P, num_leapfrog=int(num_leapfrog), start=start, reverse=reverse,
                     step_size=step_size, target_accept=target_accept, adapt_rate=adapt_rate, jitter=jitter,
                     steps_per_call=int(steps_per_call),
@@ -293,18 +294,6 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
                      np.concatenate([o[2] for o in out], 1), T, K, int(num_leapfrog), start,
                      schedule if isinstance(schedule, str) else "given", reverse, time.perf_counter() - t0, int(grads),
                      np.concatenate([o[3] for o in out], 1))
-
-
-def power_batches(total: int, most: int) -> list[int]:
-    """Batch sizes that add up to `total`, each a power of two ≤ most, largest first (100 → 64, 32, 4).
-
-    Every new batch shape is a new XLA program that the process keeps (about 20 MB each, measured), so a server
-    asked for every image count from 2 to 100 would keep a hundred of them. Powers of two keep it to a handful
-    per setting; the small batches cost little, since a batch's time is nearly proportional to its images."""
-    top = 1 << (max(1, most).bit_length() - 1)
-    sizes = [top] * (total // top)
-    rest = total % top
-    return sizes + [1 << b for b in range(rest.bit_length() - 1, -1, -1) if rest >> b & 1]
 
 
 def _even_batches(total: int, most: int) -> list[int]:

@@ -77,10 +77,10 @@ def image_noise(seed: int, image_index: int, k: int, d: int) -> np.ndarray:
     return np.random.default_rng([seed, image_index]).standard_normal((k, d), dtype=np.float32)
 
 
-def image_batch(n: int, k: int, d: int, max_weights: int, rows_per_call: int) -> int:
-    """Images per batch: the batch's noise and weights (≈ K·B·(d + 6) floats) stay under max_weights,
-    and a batch is at most 16 compiled calls, so that progress is reported every few seconds at worst."""
-    return even_part(n, max(1, min(n, max_weights // (k * (d + 6)), 16 * rows_per_call // k)))
+def image_batches(n: int, k: int, d: int, max_weights: int, rows_per_call: int) -> list[int]:
+    """Images per batch, in turn (power_parts): the batch's noise and weights (≈ K·B·(d + 6) floats) stay under
+    max_weights, and a batch is at most 16 compiled calls, so that progress is reported every few seconds at worst."""
+    return power_parts(n, max(1, min(n, max_weights // (k * (d + 6)), 16 * rows_per_call // k)))
 
 
 def even_part(total: int, most: int) -> int:
@@ -92,6 +92,18 @@ def even_part(total: int, most: int) -> int:
         if total % size == 0:
             return size
     return most
+
+
+def power_parts(total: int, most: int) -> list[int]:
+    """Part sizes that add up to `total`, each a power of two ≤ most, largest first (100, 113 → 64, 32, 4).
+
+    Every new batch shape is a new compiled program that the process keeps for its life (an XLA program of AIS
+    about 20 MB, of importance sampling about 10, measured), so a server asked for every image count from 2 to 100
+    would keep a hundred of them. Powers of two keep it to a handful per setting; the small parts cost little, as
+    a batch's time is nearly proportional to its images."""
+    top = 1 << (max(1, most).bit_length() - 1)
+    rest = total % top
+    return [top] * (total // top) + [1 << b for b in range(rest.bit_length() - 1, -1, -1) if rest >> b & 1]
 
 
 def noise_chunks(seed: int, first_index: int, n: int, k: int, d: int, chunk: int):

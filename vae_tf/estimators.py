@@ -27,7 +27,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from . import mc_error
-from .draws import ROWS_PER_CALL, Cancelled, even_part, image_batch, log_terms, log_terms_mirrored, q_fn
+from .draws import ROWS_PER_CALL, Cancelled, image_batches, log_terms, log_terms_mirrored, power_parts, q_fn
 
 tfd = tfp.distributions
 
@@ -60,9 +60,9 @@ def elbo(model, x, num_samples: int = 1, analytic_kl: bool = True, seed: int = 0
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"x must be a non-empty (N, pixels) array; got shape {x.shape}")
     se = lambda a: a.std(0, ddof=1) / math.sqrt(S) if S > 1 else np.full(a.shape[1], np.nan)  # noqa: E731
-    step = even_part(len(x), min(batch, rows_per_call, max_weights // (S * (d + 6))))  # noise + (S, B) terms in memory
+    sizes = power_parts(len(x), max(1, min(batch, rows_per_call, max_weights // (S * (d + 6)))))  # noise + (S, B) terms
     parts = []
-    for i in range(0, len(x), step):
+    for i, step in zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True):
         loc, scale, kl = q_fn(model)(tf.constant(x[i:i + step]))
         ll, mc_kl = log_terms(model, x[i:i + step], S, (loc, scale), seed, first_index + i, rows_per_call)
         kl = mc_kl.mean(0) if not analytic_kl else kl.numpy().astype(np.float64)
@@ -194,14 +194,14 @@ def estimate_log_px(model, x, k: int = 1000, proposal="posterior", seed: int = 0
     if not isinstance(proposal, str):  # a bad proposal fails here, not mid-run (a bad name fails at the first batch)
         proposal_params(model, x[:1], _slice_proposal(proposal, 0, 1, len(x)))
     ks = tuple(sorted({int(kk) for kk in ks if 1 <= kk <= k} | {k}))
-    batch = image_batch(len(x), k, model.config.latent_dim, max_weights, rows_per_call)
+    sizes = image_batches(len(x), k, model.config.latent_dim, max_weights, rows_per_call)
     mirrored = strategy is not None and strategy.num_replicas_in_sync > 1
     t0, parts, cancelled = time.perf_counter(), [], False
     # A helper thread summarises a finished batch (float64 numpy) while TensorFlow computes the next.
     pool = ThreadPoolExecutor(1, thread_name_prefix="vae_tf-summary")
     try:
-        for i in range(0, len(x), batch):
-            xb = x[i:i + batch]
+        for i, size in zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True):
+            xb = x[i:i + size]
             try:
                 if should_stop():
                     raise Cancelled("stopped between batches")

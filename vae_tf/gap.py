@@ -34,7 +34,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from .estimators import Cancelled, even_part
+from .draws import even_part
+from .estimators import Cancelled
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 

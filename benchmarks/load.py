@@ -266,7 +266,7 @@ def crowd(url: str, visitors: int, acts: tuple[str, ...], rounds: int, render_ti
     return dict(visitors=visitors, renders=int(renders.size), p50_s=float(p50), p95_s=float(p95),
                 complete_p50_s=float(c50), complete_p95_s=float(c95),
                 waited_for_answers=sum(c != r for v in people for (_, r), c in zip(v.renders, v.completes)),
-                first_open_max_s=max(v.first_open for v in people),
+                first_open_max_s=max(v.first_open for v in people), first_opens_s=[v.first_open for v in people],
                 page_p95_s={t: float(np.percentile(r, 95)) for t, r in per_page.items()},
                 errors=[e for v in people for e in v.errors], acted=[v.acted for v in people if v.acted],
                 lost_clicks=sum(v.lost_clicks for v in people))

@@ -7,7 +7,7 @@
 1. The ceiling: sustained float32 GFLOP/s of TensorFlow's own matmul kernels on exactly the
    matmuls of one default training step at batch 128 (every layer's forward product, its weight
    gradient Xᵀ·dY and its input gradient dY·Wᵀ — none for the pixels), and of the decoder's
-   forward matmuls at the estimator's 8192 rows a call; each timed in turn with what it is the
+   forward matmuls at the estimator's rows a call (draws.ROWS_PER_CALL); each timed in turn with what it is the
    ceiling of.
 2. Training images/s of vae_tf's Trainer at the default config, and of a textbook loop beside it
    (tf.data, Keras layers, TFP, GradientTape, @tf.function; same architecture, batch, optimizer,

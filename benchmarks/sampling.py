@@ -52,8 +52,9 @@ def bench_model(config: Config, num_pixels: int):
 
 
 def run_importance_sampling(cfg: Config, ds, quick: bool, repeats: int, res: dict, mem: dict):
-    """The chunked estimator, the one shot and the ceiling (the decoder's matmuls at 8192 rows), in turn."""
-    from vae_tf.draws import image_noise
+    """The chunked estimator, the one shot and the ceiling (the decoder's matmuls at the estimator's rows a call),
+    in turn."""
+    from vae_tf.draws import ROWS_PER_CALL, image_noise
     from vae_tf.estimators import estimate_log_px
 
     _, dec_f = forward_flops(cfg, ds.num_pixels)
@@ -77,7 +78,7 @@ def run_importance_sampling(cfg: Config, ds, quick: bool, repeats: int, res: dic
     with PeakMemory() as m:
         base_answer = one_shot()
     mem[f"one-shot IS, K={k}, groups of {group} images"] = m
-    ceiling, ceiling_flops = matmul_chain([(8192, a, b, False, False) for a, b in dec_shapes])
+    ceiling, ceiling_flops = matmul_chain([(ROWS_PER_CALL, a, b, False, False) for a, b in dec_shapes])
     fns = {"vae_tf": lambda: estimate_log_px(model, xs, k=k, seed=0), "one_shot": one_shot, "ceiling": ceiling}
     work = {"vae_tf": n * k, "one_shot": n * k, "ceiling": ceiling_flops / 1e9}
     quiet = interleaved_rounds(fns, work, repeats)
@@ -94,8 +95,8 @@ def run_importance_sampling(cfg: Config, ds, quick: bool, repeats: int, res: dic
                is_busy_rate=statistics.median(busy["vae_tf"]),
                baseline_is_busy_rate=statistics.median(busy["one_shot"]),
                is_max_answer_diff=float(np.abs(ours_answer - base_answer).max()))
-    print(f"ceiling for importance sampling: the decoder's {len(dec_shapes)} forward matmuls at 8192 rows, alone: "
-          f"{ceil:.1f} GFLOP/s")
+    print(f"ceiling for importance sampling: the decoder's {len(dec_shapes)} forward matmuls at {ROWS_PER_CALL} rows, "
+          f"alone: {ceil:.1f} GFLOP/s")
     print(f"importance sampling, K = {k}, {n} test images{'':<4}{'img·samples/s':>14}{'GFLOP/s':>10}{'% ceiling':>11}")
     print(row("vae_tf estimate_log_px (chunked)", ours, dec_f, ceil))
     print(row(f"baseline (one shot, {group} images a call)", base, dec_f, ceil))

@@ -42,7 +42,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from . import hmc
-from .draws import even_part, power_parts
+from .draws import even_part, power_parts, spans
 from .estimators import Cancelled, logsumexp
 from .networks import xla_ok
 
@@ -280,7 +280,7 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
         if should_stop():
             raise Cancelled("AIS stopped")
 
-    for i, batch in zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True):
+    for i, batch in spans(sizes):
         if should_stop():
             raise Cancelled("AIS stopped")
         zb = None if z_start is None else np.asarray(z_start, np.float32)[..., i:i + batch, :]

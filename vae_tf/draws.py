@@ -99,13 +99,17 @@ def even_part(total: int, most: int) -> int:
 def power_parts(total: int, most: int) -> list[int]:
     """Part sizes that add up to `total`, each a power of two ≤ most, largest first (100, 113 → 64, 32, 4).
 
-    Every new batch shape is a new compiled program that the process keeps for its life (an XLA program of AIS
-    about 20 MB, of importance sampling about 10, measured), so a server asked for every image count from 2 to 100
-    would keep a hundred of them. Powers of two keep it to a handful per setting; the small parts cost little, as
-    a batch's time is nearly proportional to its images."""
+    Every new batch shape is a new compiled program that the process keeps for its life, so a server asked for
+    every image count from 2 to 100 would keep a hundred of them (README, Resources). Powers of two keep it to a
+    handful per setting; the small parts cost little, as a batch's time is nearly proportional to its images."""
     top = 1 << (max(1, most).bit_length() - 1)
     rest = total % top
     return [top] * (total // top) + [1 << b for b in range(rest.bit_length() - 1, -1, -1) if rest >> b & 1]
+
+
+def spans(sizes: list[int]) -> list[tuple[int, int]]:
+    """(first index, size) of each part laid end to end."""
+    return list(zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True))
 
 
 def noise_chunks(seed: int, first_index: int, n: int, k: int, d: int, chunk: int):

@@ -27,7 +27,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from . import mc_error
-from .draws import ROWS_PER_CALL, Cancelled, image_batches, log_terms, log_terms_mirrored, power_parts, q_fn
+from .draws import ROWS_PER_CALL, Cancelled, image_batches, log_terms, log_terms_mirrored, power_parts, q_fn, spans
 
 tfd = tfp.distributions
 
@@ -62,7 +62,7 @@ def elbo(model, x, num_samples: int = 1, analytic_kl: bool = True, seed: int = 0
     se = lambda a: a.std(0, ddof=1) / math.sqrt(S) if S > 1 else np.full(a.shape[1], np.nan)  # noqa: E731
     sizes = power_parts(len(x), max(1, min(batch, rows_per_call, max_weights // (S * (d + 6)))))  # noise + (S, B) terms
     parts = []
-    for i, step in zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True):
+    for i, step in spans(sizes):
         loc, scale, kl = q_fn(model)(tf.constant(x[i:i + step]))
         ll, mc_kl = log_terms(model, x[i:i + step], S, (loc, scale), seed, first_index + i, rows_per_call)
         kl = mc_kl.mean(0) if not analytic_kl else kl.numpy().astype(np.float64)
@@ -200,7 +200,7 @@ def estimate_log_px(model, x, k: int = 1000, proposal="posterior", seed: int = 0
     # A helper thread summarises a finished batch (float64 numpy) while TensorFlow computes the next.
     pool = ThreadPoolExecutor(1, thread_name_prefix="vae_tf-summary")
     try:
-        for i, size in zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes, strict=True):
+        for i, size in spans(sizes):
             xb = x[i:i + size]
             try:
                 if should_stop():

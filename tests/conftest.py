@@ -118,3 +118,28 @@ def finish_training(at, timeout: float = 300):
     for job in cache.trainings().values():
         assert job.finished.wait(timeout), f"training {job.name} did not finish in {timeout} s"
     return at.run()
+
+
+RSS_PRELUDE = """
+import numpy as np
+from ui import memory
+from vae_tf.config import Config
+from vae_tf.model import VAE
+
+def rss_mb():
+    memory.give_back()
+    return int(next(v for v in open("/proc/self/status") if v.startswith("VmRSS")).split()[1]) / 1024
+"""
+
+
+def run_memory_script(body: str, timeout: float = 300) -> str:
+    """`body` in a Python process of its own (what one process keeps is the question), run from the repository
+    with numpy, VAE, Config and rss_mb() (resident MB once the heap is trimmed) defined; its stdout. Fails the
+    test, with the end of its stderr, where the script fails."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", RSS_PRELUDE + body], capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout

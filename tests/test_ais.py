@@ -5,9 +5,6 @@ comes with exact posterior draws (the z it was made from). A 2-D latent with a b
 by a grid integral, and an encoder whose q sits on the weaker mode, so importance sampling with q misses
 the other one.
 """
-import os
-import subprocess
-import sys
 import threading
 
 import keras
@@ -15,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import run_memory_script
 from vae_tf import ais as A
 from vae_tf.config import Config
 from vae_tf.estimators import Cancelled, estimate_log_px
@@ -211,16 +209,8 @@ def test_new_image_counts_keep_no_memory_once_their_shapes_are_compiled():
     """In a process of its own, with the default architecture: once 10, 20 and 5 images have compiled the shapes
     1–16, AIS on 16, 12, 24, 7 and 3 images leaves the resident memory (heap trimmed) within 40 MB of where it
     was. Batches of whatever size came kept about 20 MB per new count (+77 MB over these five)."""
-    script = """
-import numpy as np
-from ui import memory
+    run_memory_script("""
 from vae_tf import ais
-from vae_tf.config import Config
-from vae_tf.model import VAE
-
-def rss_mb():
-    memory.give_back()
-    return int(next(v for v in open("/proc/self/status") if v.startswith("VmRSS")).split()[1]) / 1024
 
 model = VAE(Config(), 784)
 x = (np.random.default_rng(0).random((24, 784)) < 0.3).astype(np.float32)
@@ -230,11 +220,7 @@ for n in (10, 20, 5, 16, 12, 24, 7, 3):
     after.append(rss_mb())
 print(after)
 assert max(after[3:]) - after[2] < 40, after
-"""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert out.returncode == 0, out.stderr[-2000:]
+""")
 
 
 def test_progress_and_should_stop(linear):

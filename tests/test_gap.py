@@ -6,14 +6,11 @@ the approximation gap, is ½(Σᵢ log Λᵢᵢ − log det Λ); the best full-c
 itself (gap 0). The KL of any Gaussian q to the exact posterior is itself exact (tfd.kl_divergence), so
 the optimiser is checked without Monte-Carlo noise; decompose_gap's own estimates are checked within it.
 """
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow_probability as tfp
 
+from conftest import run_memory_script
 from test_ais import bimodal, linear_gaussian, sample_linear
 from vae_tf import ais as A
 from vae_tf import gap as G
@@ -149,16 +146,8 @@ def test_fitting_q_star_keeps_no_memory_per_number_of_images():
     the default architecture, fitting 10, 20, 5 and 16 images one after another leaves the resident memory, once
     the heap is trimmed, within 150 MB of where the first fit left it (a traced L-BFGS kept 100–450 MB more for
     every new count: 1.2 GB over these four)."""
-    script = """
-import numpy as np
-from ui import memory
+    run_memory_script("""
 from vae_tf import gap
-from vae_tf.config import Config
-from vae_tf.model import VAE
-
-def rss_mb():
-    memory.give_back()
-    return int(next(v for v in open("/proc/self/status") if v.startswith("VmRSS")).split()[1]) / 1024
 
 model = VAE(Config(), 784)
 x = (np.random.default_rng(0).random((20, 784)) < 0.3).astype(np.float32)
@@ -169,8 +158,4 @@ for n in (10, 20, 5, 16):
     after.append(rss_mb())
 print(after)
 assert max(after) - after[0] < 150, after
-"""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert out.returncode == 0, out.stderr[-2000:]
+""")

@@ -42,7 +42,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from . import hmc
-from .draws import even_part, power_parts, spans
+from .draws import even_parts, power_parts, spans
 from .estimators import Cancelled, logsumexp
 from .networks import xla_ok
 
@@ -265,7 +265,7 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
         raise ValueError(f"step_sizes must be (num_steps − 1, images) = {(len(betas) - 2, len(x))}")
     N, K, P, T = len(x), int(num_chains), 0 if step_sizes is not None else int(num_pilot_chains), len(betas) - 1
     should_stop = should_stop.is_set if isinstance(should_stop, threading.Event) else (should_stop or (lambda: False))
-    sizes = (_even_batches(N, images_per_batch) if images_per_batch
+    sizes = (even_parts(N, images_per_batch) if images_per_batch
              else power_parts(N, max(1, ROWS_PER_CALL // (K + P))))
     settings = dict(num_chains=K, num_pilot_chains=P, num_leapfrog=int(num_leapfrog), start=start, reverse=reverse,
                     step_size=step_size, target_accept=target_accept, adapt_rate=adapt_rate, jitter=jitter,
@@ -294,12 +294,6 @@ def ais(model, x, num_steps: int = 500, num_chains: int = 16, num_leapfrog: int 
                      np.concatenate([o[2] for o in out], 1), T, K, int(num_leapfrog), start,
                      schedule if isinstance(schedule, str) else "given", reverse, time.perf_counter() - t0, int(grads),
                      np.concatenate([o[3] for o in out], 1))
-
-
-def _even_batches(total: int, most: int) -> list[int]:
-    """Equal batches of even_part(total, most), the last one shorter where they do not divide total."""
-    size = even_part(total, most)
-    return [min(size, total - i) for i in range(0, total, size)]
 
 
 def _check(start, reverse, z_start, num_steps, schedule) -> np.ndarray:

@@ -96,6 +96,12 @@ def even_part(total: int, most: int) -> int:
     return most
 
 
+def even_parts(total: int, most: int) -> list[int]:
+    """Parts of even_part(total, most), laid end to end: equal, the last one shorter where they do not divide total."""
+    size = even_part(total, most)
+    return [min(size, total - i) for i in range(0, total, size)]
+
+
 def power_parts(total: int, most: int) -> list[int]:
     """Part sizes that add up to `total`, each a power of two ≤ most, largest first (100, 113 → 64, 32, 4).
 

@@ -36,7 +36,8 @@
 7. Under load (load.py): a fresh server in a 2.7 GB memory cgroup, as Cloud runs one, with 1, then 6
    visitors and a training, then 8 visitors, a training and two estimates, a refused maximal training and a
    131 MB upload (headless Chromiums on the same cores): page renders p50/p95, the first opens, the
-   cgroup's memory peak, whether the server lived. Alone: python -m benchmarks.load.
+   cgroup's memory peak, whether the server lived; before them, the smallest Streamlit app's first opens at 1
+   and 6 visitors in the same harness (floor.py), the framework's own ratio. Alone: python -m benchmarks.load.
 
 Every rate is the median of several repeats; the two sides of a comparison are timed in turn
 (A, B, A, B, …) in the same process, so a busy machine slows both alike. Peak memory is per stage

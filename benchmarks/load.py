@@ -8,15 +8,15 @@ the time from the click in the sidebar to the page idle with its title, or showi
 background job it waits for (app._rendered_at); the pooled
 renders give p50/p95, and the first opens their maximum. "1 visitor" is the baseline that issue 16's
 targets are ratios of (p95 and first open at 6 visitors ≤ 4× it); "8 visitors" is its memory target:
-the cgroup's peak must stay under the cap and the server must live.
+the cgroup's peak must stay under the cap and the server must live. Before the stages, floor.py opens the
+smallest Streamlit app with 1 and 6 visitors in the same harness: the framework's own first-open ratio, printed
+beside the app's.
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
-import signal
 import shutil
 import tempfile
 import threading
@@ -27,9 +27,9 @@ import numpy as np
 
 from . import REPO
 from .app import IDLE, PENDING, RUNNING, _rendered_at, _start_server, server_place
+from .cgroup import MemoryCap, machine_cpu_seconds
 
 CAP_MB = 2700
-CGROUP = Path("/sys/fs/cgroup/memory")
 NAV = '[data-testid="stSidebarNav"] a'
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 TRAINING = "?hp.epochs=30&hp.max_train_images=16384"  # long enough to run through the stage
@@ -37,61 +37,6 @@ ESTIMATE = "log-px?page.logpx.n=500&page.logpx.k=5000"
 # every sidebar field at its maximum: must be refused before it starts, with its estimated memory and time
 MAXIMUM = ("?hp.latent_dim=256&hp.hidden=4096,4096,4096,4096&hp.batch_size=4096&hp.epochs=500&hp.mc_samples=64"
            "&hp.max_train_images=10000000")
-
-
-class MemoryCap:
-    """A cgroup v1 memory limit that the server and every worker it starts are held to (children inherit
-    it), as Cloud holds the container, with a cpuacct group beside it that counts their CPU time; None where
-    the controllers cannot be written (not root, no v1)."""
-
-    def __init__(self, mb: int):
-        self.mb, self.path = mb, CGROUP / f"vae-lab-bench-{os.getpid()}"
-        self.cpu = CGROUP.parent / "cpuacct" / self.path.name
-
-    def __enter__(self) -> MemoryCap | None:
-        try:
-            self.path.mkdir()
-            (self.path / "memory.limit_in_bytes").write_text(str(self.mb * 2**20))
-            self.cpu.mkdir()
-        except OSError:
-            return None
-        return self
-
-    def join(self):
-        """preexec_fn of the server: it enters the cgroups before it execs."""
-        for group in (self.path, self.cpu):
-            (group / "cgroup.procs").write_text(str(os.getpid()))
-
-    @property
-    def cpu_seconds(self) -> float:
-        """CPU time of the server and its workers, those that have ended included."""
-        return int((self.cpu / "cpuacct.usage").read_text()) / 1e9
-
-    def _read(self, name: str) -> str:
-        return (self.path / name).read_text()
-
-    @property
-    def peak_mb(self) -> float:
-        return int(self._read("memory.max_usage_in_bytes")) / 2**20
-
-    @property
-    def oom_kills(self) -> int:
-        fields = dict(line.split() for line in self._read("memory.oom_control").splitlines())
-        return int(fields.get("oom_kill", 0))
-
-    def kill_all(self):
-        """End the server's workers too (a training's worker outlives its server by a save)."""
-        for pid in self._read("cgroup.procs").split():
-            with contextlib.suppress(OSError):
-                os.kill(int(pid), signal.SIGKILL)
-
-    def __exit__(self, *exc):
-        for group in (self.path, self.cpu):
-            for _ in range(50):  # its processes take a moment to leave once killed
-                with contextlib.suppress(OSError):
-                    group.rmdir()
-                    break
-                time.sleep(0.1)
 
 
 def big_upload(path: Path) -> Path:
@@ -272,12 +217,6 @@ def crowd(url: str, visitors: int, acts: tuple[str, ...], rounds: int, render_ti
                 lost_clicks=sum(v.lost_clicks for v in people))
 
 
-def machine_cpu_seconds() -> float:
-    """CPU time the whole machine has spent busy (/proc/stat: all but idle and iowait)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
 def order(v: int, pages: int) -> list[int]:
     """Visitor v's pages: every page but the first (Train, where it opened) from its own start, then Train."""
     rest = list(range(1, pages))
@@ -297,12 +236,16 @@ def _wait_listening(port: int, proc, timeout: float = 120):
 
 
 def run_load(res: dict, rounds: int = 2):
-    """The three stages side by side, in one run; every figure lands in res (load_*)."""
+    """Streamlit's own floor (floor.py), then the three stages side by side, in one run; every figure lands in
+    res (load_*)."""
     try:
         from playwright.sync_api import sync_playwright  # noqa: F401
     except ImportError:
         print("load: not measured (playwright not installed)\n")
         return
+    from .floor import run_floor  # here: floor.py builds on this module's crowd()
+
+    run_floor(res)
     upload = big_upload(Path(tempfile.mkdtemp(prefix="vae_lab_upload_")) / "big-64x64.npz")
     one = stage(1, rounds=rounds)
     six = stage(6, acts=(TRAINING,), rounds=rounds)
@@ -354,6 +297,10 @@ def target_lines(res: dict) -> list[str]:
         ratio = six / one if one else float("nan")
         lines.append(f"  {what} at 6 visitors ≤ 4× one visitor's: {six:.2f} s / {one:.2f} s = {ratio:.1f}× "
                      f"{'met' if ratio <= 4 else 'NOT met'}")
+    if "load_floor_ratio" in res:
+        six, one = res["load_floor_6_first_open_max_s"], res["load_floor_1_first_open_s"]
+        lines.append(f"    (the smallest Streamlit app in the same harness: {six:.2f} s / {one:.2f} s = "
+                     f"{res['load_floor_ratio']:.1f}×, floor.py)")
     alive = res.get("load_8_server_alive") and not res.get("load_8_oom_kills")
     peak = res.get("load_8_peak_mb")
     lines.append(f"  8 visitors under a {CAP_MB} MB cap: server {'alive' if alive else 'KILLED'}, peak "

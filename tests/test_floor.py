@@ -2,11 +2,13 @@
 load.py's "rendered" waits for), and the targets print its ratio beside the app's."""
 from __future__ import annotations
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from benchmarks import floor, load
 
 
+@pytest.mark.app
 def test_the_floor_app_has_the_title_the_harness_waits_for():
     at = AppTest.from_string(floor.BARE_APP).run(timeout=30)
     assert not at.exception

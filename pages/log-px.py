@@ -152,16 +152,21 @@ def metrics(est, k: int):
 
 def log_px_page():
     st.title("log p(x) against the ELBO")
-    run = active.active_run()
-    st.markdown(f"Run **{run.name}**. " + INTRO)
-    integrable = run.run.config.latent_dim in (1, 2)
+    picked = active.picked()
+    if picked is None:
+        active.active_run()  # no run, or one that cannot be read: it says which and stops the page
+        st.stop()
+    ref, config = picked
+    st.markdown(f"Run **{ref.name}**. " + INTRO)
+    integrable = config["latent_dim"] in (1, 2)
     n, k, seed, grid_images, submitted = question(integrable)
     if submitted:
-        estimates.restart_if_failed(run.key, n, k, seed)
-    elif estimates.find(run.key, n, k, seed) is None and n * k > estimates.DEFAULT_IMAGES * estimates.DEFAULT_K:
+        estimates.restart_if_failed(ref, n, k, seed)
+    elif estimates.find(ref, n, k, seed) is None and n * k > estimates.DEFAULT_IMAGES * estimates.DEFAULT_K:
         st.info(f"{n:,} images × K = {k:,} samples is more than the page computes on its own (a link never starts "
                 "a large estimate): press **Estimate** to start it.")
-        st.stop()
+        st.stop()  # before the run is loaded: such a link's first open on a fresh server imports no TensorFlow
+    run = active.active_run()
     job = estimates.start_estimate(run.model, run.x, run.key, n, k, seed)
     if job.running:
         widgets.wait_for(job, f"Estimating log p(x) of {n} test images with K = {k} samples each…", "logpx.stop",

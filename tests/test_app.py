@@ -513,13 +513,23 @@ def test_true_posterior_on_a_20d_run_shows_the_shipped_2d_run_and_keeps_the_acti
     assert at.selectbox(key="run.active").value == "fashion-default"
 
 
-def test_a_link_never_starts_a_large_estimate_without_a_click(lab):
+def test_a_link_never_starts_a_large_estimate_without_a_click(lab, monkeypatch):
     from ui import cache
 
-    before = len(cache.job_registry()._jobs)
-    at = shared_open_app(page="pages/log-px.py", params={"page.logpx.n": "2000", "page.logpx.k": "5000"})
+    at = shared_open_app(params={"page.logpx.n": "2000", "page.logpx.k": "5000"})
+    before = len(cache.job_registry()._jobs)  # the server's own (its prewarm) started by now
+    loaded, load = [], cache.run
+    monkeypatch.setattr(cache, "run", lambda ref: loaded.append(ref.name) or load(ref))
+    at.switch_page("pages/log-px.py").run()
+    assert not at.exception, [e.message for e in at.exception]
     assert "press **Estimate**" in texts(at.info)
     assert len(cache.job_registry()._jobs) == before
+    # nor loads the run: on a fresh server such a link's first open imports no TensorFlow
+    assert loaded == [], loaded
+    at.number_input(key="page.logpx.n").set_value(20)
+    at.get("form_submit_button")[0].click().run()  # the click loads it
+    assert not at.exception, [e.message for e in at.exception]
+    assert loaded and set(loaded) == {"fashion-default"}, loaded
 
 
 def test_a_killed_training_keeps_its_last_epoch_marked_interrupted(lab):

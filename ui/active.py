@@ -57,6 +57,16 @@ def settings() -> Settings:
     return s
 
 
+def picked() -> tuple[RunRef, dict] | None:
+    """The active run's cache key and its config, as the sidebar read them from its JSON files, without loading
+    the run (no TensorFlow): what a page needs to decide whether it computes anything. None where there is no
+    run or it cannot be read (active_run says which)."""
+    s = settings()
+    if s.run_name is None or not s.run_summary:
+        return None
+    return RunRef(str(s.root), s.run_name, s.run_stamp), s.run_summary["config"]
+
+
 def active_run() -> ActiveRun:
     """The run picked in the sidebar, loaded, with its data set's test images; stops the page with a
     clear message when there is none or it cannot be read."""

@@ -118,26 +118,30 @@ def app_timings(timeout: float = 120) -> dict:
     return out
 
 
-def server_place(prefix: str) -> tuple[int, Path]:
-    """A free local port, and a temporary folder with copies of the shipped runs under checkpoints/."""
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def server_place(prefix: str) -> tuple[int, Path]:
+    """A free local port, and a temporary folder with copies of the shipped runs under checkpoints/."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     for name in SHIPPED:
         shutil.copytree(REPO / "checkpoints" / name, root / "checkpoints" / name)
-    return port, root
+    return free_port(), root
 
 
-def _start_server(root: Path, port: int, preexec=None) -> subprocess.Popen:
-    """streamlit run app.py on `port`, reading the runs under root/checkpoints (never the repository's);
-    preexec runs in the child before it execs (benchmarks/load.py: enter a memory cgroup)."""
+def _start_server(root: Path, port: int, preexec=None, script: str = "app.py") -> subprocess.Popen:
+    """streamlit run `script` (the app's, unless floor.py's) on `port`, reading the runs under root/checkpoints
+    (never the repository's); preexec runs in the child before it execs (benchmarks/load.py: enter a memory
+    cgroup)."""
     app_default = {k: v for k, v in os.environ.items() if k != "VAE_LAB_ANSWER_WAIT_S"}  # tests/conftest.py sets it
     env = {**app_default, "VAE_LAB_CHECKPOINTS": str(root / "checkpoints"), "VAE_LAB_UPLOADS": str(root / "uploads"),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+    return subprocess.Popen([sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=preexec)

@@ -10,12 +10,10 @@ make lighter, so its ratio is what the framework alone gives in this harness; th
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from .app import _start_server, free_port
 from .load import _wait_listening, crowd
 
 BARE_APP = '''import streamlit as st
@@ -28,16 +26,10 @@ st.write("The smallest Streamlit app: what the framework alone costs a first ope
 
 def first_opens(visitors: int) -> list[float]:
     """Every visitor's first open of the bare app on a fresh server of its own."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    root = Path(tempfile.mkdtemp(prefix="vae_lab_floor_"))
+    root, port = Path(tempfile.mkdtemp(prefix="vae_lab_floor_")), free_port()
     script = root / "bare_app.py"
     script.write_text(BARE_APP)
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _start_server(root, port, script=str(script))
     try:
         _wait_listening(port, proc)
         return crowd(f"http://127.0.0.1:{port}/", visitors, (), rounds=0)["first_opens_s"]

@@ -64,7 +64,7 @@ def picked() -> tuple[RunRef, dict] | None:
     s = settings()
     if s.run_name is None or not s.run_summary:
         return None
-    return RunRef(str(s.root), s.run_name, s.run_stamp), s.run_summary["config"]
+    return s.ref, s.run_summary["config"]
 
 
 def active_run() -> ActiveRun:
@@ -74,7 +74,7 @@ def active_run() -> ActiveRun:
     if s.run_name is None:
         st.info("There is no trained run yet. Train one on the **Train** page; it becomes the active run.")
         st.stop()
-    ref = RunRef(str(s.root), s.run_name, s.run_stamp)
+    ref = s.ref
     try:
         run = cache.run(ref)  # the first time (TensorFlow too) the page says so (ui.pending)
     except CheckpointError as e:
